@@ -1,0 +1,93 @@
+r"""Seconds per training step of each method on the same model, batch and data, in one process.
+
+    python -m introspective_tf.benchmark --model=resnet20 --batch_size=128 --num_classes=10
+
+A variant sets hyper-parameters after a colon, e.g.
+`--methods=standard,introspective,introspective:explanation_implementation=batch_jacobian`.
+Methods are timed in interleaved rounds (A B C A B C ...) so that drift in the machine's speed hits
+all of them alike; the table gives each one's median step time and its ratio to the first method.
+Step time does not depend on pixel values, so the batch is random pixels of the requested shape.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from introspective_tf import methods, models  # noqa: E402
+
+flags.DEFINE_string("model", "resnet20", "Backbone.")
+flags.DEFINE_integer("batch_size", 128, "Batch size.")
+flags.DEFINE_integer("num_classes", 10, "Number of classes.")
+flags.DEFINE_list("image_shape", ["32", "32", "3"], "Image height, width, channels.")
+flags.DEFINE_list("methods", ["standard", "introspective"], "Methods (or method:key=value,... variants) to time.")
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
+flags.DEFINE_integer("steps", 5, "Timed steps per method per round.")
+FLAGS = flags.FLAGS
+
+
+def _parse_variant(spec: str) -> tuple[str, dict]:
+    name, _, settings = spec.partition(":")
+    hparams = {}
+    for item in filter(None, settings.split(";")):
+        key, _, value = item.partition("=")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        hparams[key] = value
+    return name, hparams
+
+
+def time_methods(specs: list[str], model: str, batch_size: int, num_classes: int, image_shape, rounds: int, steps: int):
+    """Returns {spec: [seconds per step, ...]} measured in interleaved rounds."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (batch_size, *image_shape)).astype("float32")
+    labels = rng.integers(0, num_classes, batch_size).astype("int32")
+    trainers = {}
+    for spec in specs:
+        name, hparams = _parse_variant(spec)
+        keras.utils.set_random_seed(0)
+        backbone = models.build(model, image_shape, num_classes)
+        trainer = methods.build(name, backbone, hparams)
+        trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=False)
+        for _ in range(2):  # trace and warm up
+            trainer.train_on_batch(images, labels)
+        trainers[spec] = trainer
+    seconds = {spec: [] for spec in specs}
+    for _ in range(rounds):
+        for spec, trainer in trainers.items():
+            for _ in range(steps):
+                start = time.perf_counter()
+                trainer.train_on_batch(images, labels)
+                seconds[spec].append(time.perf_counter() - start)
+    return seconds
+
+
+def main(argv):
+    del argv
+    image_shape = tuple(int(d) for d in FLAGS.image_shape)
+    seconds = time_methods(FLAGS.methods, FLAGS.model, FLAGS.batch_size, FLAGS.num_classes, image_shape,
+                           FLAGS.rounds, FLAGS.steps)
+    base = statistics.median(seconds[FLAGS.methods[0]])
+    print(f"model={FLAGS.model} batch={FLAGS.batch_size} classes={FLAGS.num_classes} image={image_shape} "
+          f"steps={FLAGS.rounds}x{FLAGS.steps} per method, {os.cpu_count()} CPUs")
+    print(f"| method | median s/step | ratio to {FLAGS.methods[0]} |")
+    print("|---|---|---|")
+    for spec, values in seconds.items():
+        median = statistics.median(values)
+        print(f"| {spec} | {median:.4f} | {median / base:.2f} |")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,169 @@
+"""Input pipelines: TFDS datasets or an image folder, as batched `tf.data` of (float image, int label).
+
+Images stay in pixel units [0, 255] as float32; the models normalise inside themselves, so an exported
+model takes the same raw pixels a client has. Decoded images are cached in memory once (CIFAR-10 is
+150 MB as uint8), so from the second epoch on the pipeline only shuffles, augments and batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from introspective_tf.errors import ConfigError
+
+TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped")
+FOLDER_PREFIX = "folder:"
+
+
+class DatasetError(ConfigError):
+    """A dataset that cannot be used as asked; the message says why and what to do."""
+
+
+@dataclasses.dataclass
+class Data:
+    train: tf.data.Dataset
+    eval: tf.data.Dataset
+    eval_split: str  # "test" or "validation": which data `eval` holds
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    num_train: int
+    num_eval: int
+    class_names: list[str]
+
+
+def _load_tfds(name: str, data_dir: str | None):
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        builder.download_and_prepare()
+    except Exception as err:  # TFDS raises many kinds of network and filesystem errors.
+        raise DatasetError(
+            f"could not load TFDS dataset '{name}' ({type(err).__name__}); without network access, "
+            "point --data_dir at a prepared TFDS directory or use --dataset=folder:ROOT"
+        ) from None
+    return builder
+
+
+def _load_folder(root: str):
+    if not os.path.isdir(os.path.join(root, "train")):
+        raise DatasetError(f"folder dataset '{root}' has no train/ subfolder (expected ROOT/train/CLASS/*.jpg)")
+    try:
+        builder = tfds.folder_dataset.ImageFolder(root)
+    except Exception as err:
+        raise DatasetError(f"cannot read folder dataset '{root}': {err}") from None
+    if builder.info.features["label"].num_classes < 2:
+        raise DatasetError(f"folder dataset '{root}' needs at least 2 class folders under train/")
+    return builder
+
+
+def load(
+    dataset: str,
+    *,
+    batch_size: int,
+    data_dir: str | None = None,
+    eval_split: str = "test",
+    validation_split: float = 0.1,
+    train_limit: int = 0,
+    seed: int = 0,
+    augment: bool | None = None,
+) -> Data:
+    """Builds the training and evaluation pipelines.
+
+    `eval_split="test"` evaluates on the test split when the dataset has one; otherwise (or with
+    `eval_split="validation"`) the last `validation_split` of the (deterministically shuffled) training
+    split is held out and evaluated instead, and never trained on. `train_limit` > 0 keeps only that
+    many training examples (for quick runs and sweeps).
+    """
+    if dataset.startswith(FOLDER_PREFIX):
+        builder = _load_folder(dataset[len(FOLDER_PREFIX):])
+    elif dataset in TFDS_DATASETS:
+        builder = _load_tfds(dataset, data_dir)
+    else:
+        raise DatasetError(
+            f"unknown dataset '{dataset}': use one of {', '.join(TFDS_DATASETS)} or folder:ROOT"
+        )
+    if eval_split not in ("test", "validation"):
+        raise DatasetError(f"eval_split must be 'test' or 'validation', not '{eval_split}'")
+
+    splits = builder.info.splits
+    num_all_train = splits["train"].num_examples
+    use_validation = eval_split == "validation" or "test" not in splits
+    if use_validation and not 0.0 < validation_split < 1.0:
+        raise DatasetError(f"validation_split must be in (0, 1) to hold out a validation split, not {validation_split}")
+    num_val = int(round(num_all_train * validation_split)) if use_validation else 0
+    num_train = num_all_train - num_val
+    if train_limit > 0:
+        num_train = min(num_train, train_limit)
+
+    all_train = builder.as_dataset(split="train", as_supervised=True, shuffle_files=False)
+    train = all_train.take(num_train)
+    if use_validation:
+        evaluation, num_eval, split_name = all_train.skip(num_all_train - num_val), num_val, "validation"
+    else:
+        evaluation = builder.as_dataset(split="test", as_supervised=True, shuffle_files=False)
+        num_eval, split_name = splits["test"].num_examples, "test"
+
+    image_shape = _image_shape(train)
+    if augment is None:
+        augment = image_shape[0] >= 24 and image_shape[-1] == 3  # flips and crops suit natural images only
+    num_classes = builder.info.features["label"].num_classes
+    return Data(
+        train=_train_pipeline(train, image_shape, batch_size, seed, augment),
+        eval=_eval_pipeline(evaluation, image_shape, batch_size),
+        eval_split=split_name,
+        num_classes=num_classes,
+        image_shape=image_shape,
+        num_train=num_train,
+        num_eval=num_eval,
+        class_names=list(builder.info.features["label"].names),
+    )
+
+
+def _image_shape(ds: tf.data.Dataset) -> tuple[int, int, int]:
+    for image, _ in ds.take(1):
+        return tuple(int(d) for d in image.shape)
+    raise DatasetError("the training split is empty")
+
+
+def _decoded(ds: tf.data.Dataset, image_shape) -> tf.data.Dataset:
+    """uint8 images of one fixed shape, labels int32, cached in memory after the first pass."""
+
+    def fix(image, label):
+        if image.shape.is_fully_defined() and tuple(image.shape) == image_shape:
+            fixed = image
+        else:  # folder datasets may mix sizes: bring every image to the first one's shape
+            fixed = tf.image.resize(image, image_shape[:2], antialias=True)
+            fixed = tf.cast(tf.clip_by_value(tf.round(fixed), 0, 255), tf.uint8)
+            fixed = tf.ensure_shape(fixed, image_shape)
+        return fixed, tf.cast(label, tf.int32)
+
+    return ds.map(fix, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+
+def augment_cifar(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Standard CIFAR augmentation: pad 4 pixels (zeros), random crop back, random horizontal flip."""
+    height, width, channels = image.shape
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+    image = tf.image.stateless_random_crop(padded, (height, width, channels), seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+
+
+def _train_pipeline(ds, image_shape, batch_size, seed, augment) -> tf.data.Dataset:
+    ds = _decoded(ds, image_shape).shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        # One independent random stream per example, reproducible from --seed.
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+        ds = ds.map(
+            lambda pair, s: (augment_cifar(pair[0], s), pair[1]), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    ds = ds.map(lambda image, label: (tf.cast(image, tf.float32), label), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _eval_pipeline(ds, image_shape, batch_size) -> tf.data.Dataset:
+    ds = _decoded(ds, image_shape).map(lambda image, label: (tf.cast(image, tf.float32), label))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,28 @@
+"""Training methods. Adding one: a new file with a `Method` subclass, and one line in `METHODS`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import keras
+
+from introspective_tf.errors import ConfigError
+
+from introspective_tf.methods.base import Method
+from introspective_tf.methods.introspective import Introspective
+from introspective_tf.methods.standard import Standard
+
+METHODS: dict[str, type[Method]] = {
+    "standard": Standard,
+    "introspective": Introspective,
+}
+
+
+def build(name: str, backbone: keras.Model, hparams: dict[str, Any] | None = None) -> Method:
+    """Wraps `backbone` in method `name`, passing it those `hparams` its constructor takes."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method '{name}': use one of {', '.join(METHODS)}")
+    cls = METHODS[name]
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(backbone, **{k: v for k, v in (hparams or {}).items() if k in accepted and k != "backbone"})

@@ -1,0 +1,75 @@
+"""The common shape of every training method: a small `keras.Model` that wraps a backbone classifier.
+
+A method decides only what the backbone learns from. Subclasses override two hooks:
+
+* `targets(images, labels)` -- anything the loss needs that is *not* differentiated (a teacher's
+  predictions, the self-explanation soft target, ...). It runs before the gradient tape opens.
+* `loss_from_logits(labels, logits, targets)` -- the batch-mean training loss.
+
+`train_step` and `test_step` are shared; a method that trains several networks at once (DML) can
+override `train_step` itself. Only the backbone is exported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from introspective_tf.errors import ConfigError
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+class Method(keras.Model):
+    """Base class: wraps `backbone` (images -> logits); `call` is the backbone's prediction."""
+
+    def __init__(self, backbone: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.num_classes = int(backbone.output_shape[-1])
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.built = backbone.built  # all weights live in the (already built) backbone
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def call(self, images, training=False):
+        return self.backbone(images, training=training)
+
+    def targets(self, images: tf.Tensor, labels: tf.Tensor) -> Any:
+        return None
+
+    def loss_from_logits(self, labels: tf.Tensor, logits: tf.Tensor, targets: Any) -> tf.Tensor:
+        raise NotImplementedError
+
+    def train_step(self, data):
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        targets = self.targets(images, labels)
+        variables = self.backbone.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.backbone(images, training=True)
+            loss = self.loss_from_logits(labels, logits, targets)
+            total = loss + tf.add_n(self.backbone.losses) if self.backbone.losses else loss
+            # As Keras' own train_step: each replica's batch-mean loss is divided by the replica
+            # count, so the summed gradients equal those of the global batch on one device.
+            total = total / tf.distribute.get_replica_context().num_replicas_in_sync
+            total = self.optimizer.scale_loss(total)  # no-op except under loss scaling
+        self.optimizer.apply(tape.gradient(total, variables), variables)
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(labels, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self.backbone(images, training=False)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits))
+        self.loss_tracker.update_state(loss, sample_weight=tf.shape(labels)[0])
+        self.accuracy_tracker.update_state(labels, logits)
+        return {m.name: m.result() for m in self.metrics}

@@ -1,0 +1,92 @@
+"""Methods: train_step applies exactly the gradient of the stated loss, with the target held constant."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from introspective_tf import explanations, methods, models, soft_targets
+from introspective_tf.errors import ConfigError
+from introspective_tf.methods.introspective import Introspective
+
+
+def _batch(seed=0, n=6):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (n, 8, 8, 3)).astype("float32"), rng.integers(0, 4, n).astype("int32")
+
+
+def _expected_loss(name, backbone, images, labels, hparams):
+    """The method's loss written out from its definition, independent of the Method classes."""
+    logits = backbone(images, training=True)
+    if name == "standard":
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    explained = explanations.per_class_input_gradients_reference(backbone, images)  # inference mode
+    similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
+    q = soft_targets.soft_target(similarity, labels, hparams["soft_target"], hparams["similarity_temperature"], hparams["epsilon"])
+    return soft_targets.distillation_loss(labels, logits, q, hparams["alpha"], hparams["temperature"])
+
+
+@pytest.mark.parametrize("name,hparams", [
+    ("standard", {}),
+    ("introspective", dict(alpha=0.7, temperature=2.0, similarity_temperature=0.5, soft_target="softmax", epsilon=0.1)),
+    ("introspective", dict(alpha=0.5, temperature=1.0, similarity_temperature=0.2, soft_target="smoothing", epsilon=0.3)),
+])
+def test_one_sgd_step_moves_weights_by_the_loss_gradient(name, hparams):
+    images, labels = _batch()
+    keras.utils.set_random_seed(0)
+    backbone = models.small_cnn((8, 8, 3), num_classes=4, weight_decay=1e-3)
+    trainer = methods.build(name, backbone, hparams)
+    trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
+    before = [v.numpy() for v in backbone.trainable_variables]
+
+    with tf.GradientTape() as tape:
+        loss = _expected_loss(name, backbone, images, labels, hparams) + tf.add_n(backbone.losses)
+    expected_grads = tape.gradient(loss, backbone.trainable_variables)
+
+    trainer.train_on_batch(images, labels)
+    for old, new, grad in zip(before, backbone.trainable_variables, expected_grads):
+        np.testing.assert_allclose(old - new.numpy(), grad, rtol=2e-3, atol=2e-5)
+
+
+def test_introspective_target_is_a_distribution_peaked_on_the_label():
+    images, labels = _batch()
+    backbone = models.small_cnn((8, 8, 3), num_classes=4)
+    q = Introspective(backbone, similarity_temperature=0.1).targets(images, labels).numpy()
+    np.testing.assert_allclose(q.sum(-1), 1.0, rtol=1e-5)
+    assert np.all(q.argmax(-1) == labels)  # s_y = 1 is the largest cosine
+
+
+def test_test_step_reports_backbone_cross_entropy_and_accuracy():
+    images, labels = _batch(n=8)
+    backbone = models.small_cnn((8, 8, 3), num_classes=4)
+    trainer = methods.build("introspective", backbone)
+    trainer.compile(optimizer="sgd")
+    result = trainer.evaluate(images, labels, verbose=0, return_dict=True)
+    logits = backbone(images, training=False)
+    ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    assert np.isclose(result["loss"], ce, rtol=1e-5)
+    assert np.isclose(result["accuracy"], np.mean(np.argmax(logits, -1) == labels))
+
+
+@pytest.mark.parametrize("hparams,message", [
+    ({"alpha": 1.5}, "alpha"), ({"temperature": 0.0}, "temperature"), ({"similarity_temperature": -1.0}, "similarity_temperature"),
+    ({"soft_target": "uniform"}, "soft_target"), ({"epsilon": 2.0}, "epsilon"),
+])
+def test_bad_hyper_parameters_are_config_errors(hparams, message):
+    with pytest.raises(ConfigError, match=message):
+        methods.build("introspective", models.small_cnn((8, 8, 3), 4), hparams)
+
+
+def test_unknown_method():
+    with pytest.raises(ConfigError, match="unknown method"):
+        methods.build("teacher_free", models.small_cnn((8, 8, 3), 4))
+
+
+def test_train_flag_defaults_match_method_defaults():
+    import inspect
+
+    import train
+
+    defaults = inspect.signature(Introspective.__init__).parameters
+    for name in train.METHOD_FLAGS:
+        assert train.FLAGS[name].default == defaults[name].default, name

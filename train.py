@@ -1,0 +1,84 @@
+r"""Trains a classifier with one of the project's methods, evaluates it, and exports it for serving.
+
+    python train.py --dataset=cifar10 --method=introspective
+    python train.py --flagfile=configs/introspective_cifar10.cfg
+    python train.py --dataset=folder:../shared/data/cifar10 --method=introspective --model=resnet20
+
+Writes results.json, history.csv, TensorBoard logs, checkpoints and model.keras to --output_dir, and
+a SavedModel (float images in, probabilities out) to --export_dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from introspective_tf import experiment, methods, models
+from introspective_tf.errors import ConfigError
+from introspective_tf.explanations import IMPLEMENTATIONS
+from introspective_tf.soft_targets import SOFT_TARGETS
+
+_DEFAULTS = experiment.ExperimentConfig()
+
+# Run.
+flags.DEFINE_string("dataset", _DEFAULTS.dataset, "cifar10, cifar100, mnist, fashion_mnist, svhn_cropped (TFDS), or folder:ROOT.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (prepared datasets; no download needed if present).")
+flags.DEFINE_string("method", _DEFAULTS.method, f"Training method: {', '.join(methods.METHODS)}.")
+flags.DEFINE_string("model", _DEFAULTS.model, f"Backbone: {', '.join(models.MODELS)}.")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size.")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Peak SGD learning rate (momentum 0.9).")
+flags.DEFINE_float("weight_decay", _DEFAULTS.weight_decay, "Coupled L2 weight decay on kernels.")
+flags.DEFINE_enum("schedule", _DEFAULTS.schedule, ["cosine", "step"], "Learning-rate schedule.")
+flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch, "Cap on steps per epoch; 0 = one pass over the data.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed (weights, shuffling, augmentation).")
+flags.DEFINE_string("output_dir", "", "Run folder; default runs/<dataset>-<model>-<method>-seed<seed>.")
+flags.DEFINE_string("export_dir", "", "SavedModel destination; default saved_models/<run name>; 'none' skips export.")
+flags.DEFINE_enum("eval_split", _DEFAULTS.eval_split, ["test", "validation"],
+                  "Evaluate on the test split, or on --validation_split held out of train (automatic without a test split).")
+flags.DEFINE_float("validation_split", _DEFAULTS.validation_split, "Fraction of train held out when evaluating on validation.")
+flags.DEFINE_integer("train_limit", _DEFAULTS.train_limit, "Keep only this many training examples; 0 = all.")
+flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the train step (was slower on CPU).")
+flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "Keras fit verbosity: 1 progress bar, 2 a line per epoch.")
+
+# Introspective learning (see introspective_tf/methods/introspective.py and docs/sweep.md).
+flags.DEFINE_float("alpha", 0.5, "Weight of the soft-target term; 1 - alpha goes to the hard label.")
+flags.DEFINE_float("temperature", 4.0, "Student temperature T in KL(q || softmax(z / T)), scaled by T^2.")
+flags.DEFINE_float("similarity_temperature", 0.1, "tau in q = softmax(similarity / tau).")
+flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "softmax: q = softmax(s / tau); smoothing: 1 - eps on y, eps spread by softmax(s / tau).")
+flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
+flags.DEFINE_enum("explanation_mode", "inference", ["inference", "training"], "BatchNorm mode of the explanation pass.")
+flags.DEFINE_enum("explanation_implementation", "loop", list(IMPLEMENTATIONS), "How all-class input gradients are computed.")
+
+FLAGS = flags.FLAGS
+
+# Flags that are the method's hyper-parameters; each method takes those its constructor names.
+METHOD_FLAGS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon",
+                "explanation_mode", "explanation_implementation")
+
+
+def config_from_flags() -> experiment.ExperimentConfig:
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(experiment.ExperimentConfig)
+              if f.name in FLAGS and f.name != "hparams"}
+    return experiment.ExperimentConfig(**values, hparams={name: FLAGS[name].value for name in METHOD_FLAGS})
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]} (flags look like --name=value)")
+    try:
+        results = experiment.run(config_from_flags())
+    except ConfigError as err:
+        logging.error("%s", err)
+        sys.exit(f"error: {err}")
+    print(f"{results['method']} on {results['dataset']}: {results['eval_split']} accuracy "
+          f"{results['eval_accuracy']:.4f}, loss {results['eval_loss']:.4f}; exported to {results['export_dir']}")
+
+
+if __name__ == "__main__":
+    app.run(main)
