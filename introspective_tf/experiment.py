@@ -180,6 +180,7 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
         "train_seconds": train_seconds,
         "seconds_per_step": statistics.median(timer.seconds) if timer.seconds else None,
         "train_loss_history": [float(v) for v in train_loss],
+        "final_train_metrics": {k: float(v[-1]) for k, v in history.history.items() if not k.startswith("val_")},
         "export_dir": export_dir,
         "config": dataclasses.asdict(config),
         **(extra_results or {}),

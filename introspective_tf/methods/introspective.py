@@ -8,6 +8,7 @@ distillation -- without a teacher. Targets are constants: no second-order gradie
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from introspective_tf import explanations, soft_targets
@@ -39,6 +40,12 @@ class Introspective(Method):
         self.alpha, self.temperature = alpha, temperature
         self.similarity_temperature, self.soft_target, self.epsilon = similarity_temperature, soft_target, epsilon
         self.explanation_mode, self.explanation_implementation = explanation_mode, explanation_implementation
+        # How peaked the soft target is: the mean mass q puts on the true class (1.0 = one-hot label).
+        self.target_true_mass = keras.metrics.Mean(name="target_true_mass")
+
+    @property
+    def metrics(self):
+        return super().metrics + [self.target_true_mass]
 
     def targets(self, images, labels):
         explained = explanations.all_class_input_gradients(
@@ -46,7 +53,9 @@ class Introspective(Method):
             implementation=self.explanation_implementation,
         )
         similarity = soft_targets.cosine_similarity_to_true_class(tf.stop_gradient(explained), labels)
-        return soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
+        target = soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
+        self.target_true_mass.update_state(tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1))
+        return target
 
     def loss_from_logits(self, labels, logits, targets):
         return soft_targets.distillation_loss(labels, logits, targets, self.alpha, self.temperature)
