@@ -8,6 +8,10 @@
     itf.export.export_classifier(backbone, "saved_models/mine")
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported; the user's value wins
+
 from introspective_tf import data, experiment, explanations, export, methods, models, soft_targets
 from introspective_tf.errors import ConfigError
 

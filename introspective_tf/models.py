@@ -20,6 +20,12 @@ def _preprocess(inputs):
     return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
 
 
+def _batch_norm(name):
+    """momentum 0.9 (PyTorch's 0.1): the moving statistics follow the weights within ~10 steps, which
+    matters here because the self-explanations are computed in inference mode during training."""
+    return layers.BatchNormalization(momentum=0.9, name=name)
+
+
 def _l2(weight_decay):
     """Coupled weight decay as in most CIFAR papers: gradient += weight_decay * w, i.e. L2(wd / 2)."""
     return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
@@ -35,13 +41,13 @@ def _conv(filters, kernel, stride, weight_decay, name):
 def _residual_block(x, filters, stride, weight_decay, name):
     shortcut = x
     y = _conv(filters, 3, stride, weight_decay, f"{name}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = _batch_norm(f"{name}_bn1")(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = _conv(filters, 3, 1, weight_decay, f"{name}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = _batch_norm(f"{name}_bn2")(y)
     if stride != 1 or x.shape[-1] != filters:  # option B: 1x1 projection shortcut
         shortcut = _conv(filters, 1, stride, weight_decay, f"{name}_proj")(x)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = _batch_norm(f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_out" if name != "last_conv_block" else name)(y)
 
@@ -55,7 +61,7 @@ def cifar_resnet(
     blocks_per_stage = (depth - 2) // 6
     inputs = keras.Input(input_shape, name="images")
     x = _conv(16, 3, 1, weight_decay, "stem_conv")(_preprocess(inputs))
-    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    x = layers.ReLU(name="stem_relu")(_batch_norm("stem_bn")(x))
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(blocks_per_stage):
             stride = 2 if stage > 0 and block == 0 else 1
@@ -72,7 +78,7 @@ def small_cnn(input_shape=(32, 32, 3), num_classes: int = 10, weight_decay: floa
     x = _preprocess(inputs)
     for i, filters in enumerate((32, 64)):
         x = _conv(filters, 3, 1, weight_decay, f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = _batch_norm(f"bn{i + 1}")(x)
         x = layers.ReLU(name="last_conv_block" if i == 1 else f"relu{i + 1}")(x)
         x = layers.MaxPooling2D(name=f"pool{i + 1}")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
