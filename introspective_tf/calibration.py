@@ -24,9 +24,15 @@ _TINY = 1e-12
 
 
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Mean -log p(y | x) over examples; probabilities [N, C], labels [N]."""
+    """Mean -log p(y | x) over examples; probabilities [N, C], labels [N]. From logits, use `nll_from_logits`."""
     probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels, np.int64)
     return float(-np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], _TINY))))
+
+
+def nll_from_logits(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean -log softmax(z)_y: exact even where a float32 probability underflows to 0."""
+    log_probabilities = tf.nn.log_softmax(tf.convert_to_tensor(logits, tf.float64), axis=-1).numpy()
+    return float(-np.mean(log_probabilities[np.arange(len(labels)), np.asarray(labels, np.int64)]))
 
 
 def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, num_bins: int = NUM_BINS) -> dict[str, np.ndarray]:
@@ -53,7 +59,8 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, nu
 
 
 def plot_reliability_diagram(
-    probabilities: np.ndarray, labels: np.ndarray, path: str, title: str = "", num_bins: int = NUM_BINS
+    probabilities: np.ndarray, labels: np.ndarray, path: str, title: str = "", num_bins: int = NUM_BINS,
+    nll: float | None = None,
 ) -> str:
     """Writes a reliability diagram (accuracy per confidence bin, with the gap to the diagonal) as PNG."""
     import matplotlib
@@ -66,6 +73,7 @@ def plot_reliability_diagram(
     centers, width = (edges[:-1] + edges[1:]) / 2, 1.0 / num_bins
     filled = bins["counts"] > 0
     ece = expected_calibration_error(probabilities, labels, num_bins)
+    nll = negative_log_likelihood(probabilities, labels) if nll is None else nll
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.5, 5.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     top.bar(centers[filled], bins["accuracy"][filled], width=width, color="tab:blue", edgecolor="black",
@@ -75,8 +83,7 @@ def plot_reliability_diagram(
             color="tab:red", alpha=0.35, edgecolor="tab:red", hatch="//", linewidth=0.5, label="gap to confidence")
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
-    top.set_title(f"{title}\nECE ({num_bins} bins) = {100 * ece:.2f}%, NLL = "
-                  f"{negative_log_likelihood(probabilities, labels):.3f}".strip(), fontsize=10)
+    top.set_title(f"{title}\nECE ({num_bins} bins) = {100 * ece:.2f}%, NLL = {nll:.3f}".strip(), fontsize=10)
     top.legend(loc="upper left", fontsize=8, framealpha=0.9)
     bottom.bar(centers, bins["counts"] / max(bins["counts"].sum(), 1.0), width=width, color="gray", edgecolor="black",
                linewidth=0.5)
@@ -87,23 +94,24 @@ def plot_reliability_diagram(
     return path
 
 
-def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """softmax(logits) and labels for every example of a batched (images, labels) dataset."""
-    probabilities, labels = [], []
+def predict_logits(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels for every example of a batched (images, labels) dataset."""
+    logits, labels = [], []
     for images, batch_labels in dataset:
-        probabilities.append(tf.nn.softmax(model(images, training=False), axis=-1).numpy())
+        logits.append(model(images, training=False).numpy())
         labels.append(batch_labels.numpy())
-    return np.concatenate(probabilities), np.concatenate(labels)
+    return np.concatenate(logits), np.concatenate(labels)
 
 
 def evaluate(model: keras.Model, dataset: tf.data.Dataset, output_dir: str | None = None, title: str = "") -> dict[str, Any]:
     """NLL and ECE of `model` (logits) on `dataset`; with `output_dir`, also writes the reliability diagram."""
-    probabilities, labels = predict_probabilities(model, dataset)
+    logits, labels = predict_logits(model, dataset)
+    probabilities = tf.nn.softmax(tf.convert_to_tensor(logits, tf.float64), axis=-1).numpy()
     results: dict[str, Any] = {
-        "eval_nll": negative_log_likelihood(probabilities, labels),
+        "eval_nll": nll_from_logits(logits, labels),
         "eval_ece": expected_calibration_error(probabilities, labels),
     }
     if output_dir:
         results["reliability_diagram"] = plot_reliability_diagram(
-            probabilities, labels, os.path.join(output_dir, RELIABILITY_PNG), title)
+            probabilities, labels, os.path.join(output_dir, RELIABILITY_PNG), title, nll=results["eval_nll"])
     return results

@@ -53,3 +53,26 @@ def test_reliability_diagram_is_a_png(tmp_path):
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
     assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_nll_from_logits_is_exact_where_probabilities_underflow():
+    logits = np.array([[0.0, 200.0], [1.0, 0.0]], np.float32)  # softmax(z)_0 underflows to 0 in float32
+    expected = (200.0 + math.log1p(math.exp(-200.0)) + math.log1p(math.exp(-1.0))) / 2
+    assert calibration.nll_from_logits(logits, np.array([0, 0])) == pytest.approx(expected)
+
+
+def test_evaluate_agrees_with_keras_cross_entropy(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    features = np.random.default_rng(0).normal(size=(10, 4)).astype("float32") * 20
+    labels = np.arange(10) % 3
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels)).batch(4)
+    results = calibration.evaluate(model, dataset, str(tmp_path), title="toy")
+    expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, model(features))
+    assert results["eval_nll"] == pytest.approx(float(expected), rel=1e-4)
+    probabilities = tf.nn.softmax(model(features)).numpy()
+    assert results["eval_ece"] == pytest.approx(calibration.expected_calibration_error(probabilities, labels), abs=1e-6)
+    assert (tmp_path / calibration.RELIABILITY_PNG).is_file()
