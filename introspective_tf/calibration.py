@@ -112,6 +112,7 @@ def evaluate(model: keras.Model, dataset: tf.data.Dataset, output_dir: str | Non
         "eval_ece": expected_calibration_error(probabilities, labels),
     }
     if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
         results["reliability_diagram"] = plot_reliability_diagram(
             probabilities, labels, os.path.join(output_dir, RELIABILITY_PNG), title, nll=results["eval_nll"])
     return results
