@@ -16,3 +16,8 @@ from introspective_tf import data, experiment, explanations, export, methods, mo
 from introspective_tf.errors import ConfigError
 
 __all__ = ["data", "experiment", "explanations", "export", "methods", "models", "soft_targets", "ConfigError"]
+
+# Looking at models and using them: calibration, explanation figures, a serving client, run tables.
+from introspective_tf import calibration, serving, summarize, visualize  # noqa: E402
+
+__all__ += ["calibration", "serving", "summarize", "visualize"]

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from introspective_tf import data as data_lib
-from introspective_tf import export, methods, models
+from introspective_tf import calibration, export, methods, models
 from introspective_tf.errors import ConfigError
 
 
@@ -162,6 +162,7 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
         )
 
     evaluation = method.evaluate(data.eval, verbose=0, return_dict=True)
+    calibration_results = calibration.evaluate(backbone, data.eval, output_dir, title=config.name)  # NLL, ECE, PNG
     backbone.save(os.path.join(output_dir, "model.keras"))
     if export_dir:
         export_dir = export.export_classifier(backbone, export_dir, data.class_names)
@@ -183,6 +184,7 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
         "final_train_metrics": {k: float(v[-1]) for k, v in history.history.items() if not k.startswith("val_")},
         "export_dir": export_dir,
         "config": dataclasses.asdict(config),
+        **calibration_results,
         **(extra_results or {}),
     }
     write_json(os.path.join(output_dir, "results.json"), results)

@@ -20,6 +20,7 @@ import tensorflow as tf
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
+KERAS_MODEL = "model.keras"  # in assets.extra/: the backbone (logits) as a Keras file
 
 
 def export_classifier(backbone: keras.Model, path: str, class_names: list[str] | None = None) -> str:
@@ -39,8 +40,11 @@ def export_classifier(backbone: keras.Model, path: str, class_names: list[str] |
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         archive.write_out(staging, verbose=False)
+        # The Keras model rides along so tools that need its layers (Grad-CAM in explain.py) work from
+        # the export alone; serving ignores assets.extra/.
+        os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
+        backbone.save(os.path.join(staging, "assets.extra", KERAS_MODEL))
         if class_names:
-            os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
             with open(os.path.join(staging, "assets.extra", "class_names.json"), "w") as f:
                 json.dump({"class_names": list(class_names)}, f)
         if os.path.exists(path):

@@ -46,7 +46,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     for result in results:
         groups.setdefault(_key(result, columns), []).append(result)
     header = ["method", "model", *columns, "seeds", f"{results[0]['eval_split']} accuracy %", "loss (NLL)",
-              "target mass on y", "s/step"]
+              "ECE %", "target mass on y", "s/step"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, group in sorted(groups.items(), key=lambda kv: -statistics.mean(r["eval_accuracy"] for r in kv[1])):
         mass = [r["final_train_metrics"].get("target_true_mass") for r in group if r.get("final_train_metrics")]
@@ -55,6 +55,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join([
             *map(str, key), str(len(group)),
             _mean_std([r["eval_accuracy"] for r in group], 100), _mean_std([r["eval_loss"] for r in group], 1, 3),
+            _mean_std([r["eval_ece"] for r in group], 100) if all("eval_ece" in r for r in group) else "-",
             _mean_std(mass, 1, 2) if mass else "-", f"{statistics.median(steps):.3f}" if steps else "-",
         ]) + " |")
     return "\n".join(lines)

@@ -93,3 +93,12 @@ def test_bad_flags_give_one_line_and_no_traceback(tmp_path, mini_dataset, flag, 
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_results_json_has_calibration_and_a_reliability_diagram(trained):
+    _, tmp_path = trained
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["eval_nll"] == pytest.approx(results["eval_loss"], rel=1e-3)  # both are the test cross-entropy
+    assert 0.0 < results["eval_ece"] < 1.0
+    assert results["reliability_diagram"] == str(tmp_path / "run" / "reliability.png")
+    assert (tmp_path / "run" / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

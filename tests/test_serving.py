@@ -1,0 +1,109 @@
+"""The serving client and saved_model_cli on a real export, and the client's refusal of inputs that do not fit."""
+
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import MINI, REPO
+from introspective_tf import export, models, serving
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small_cnn export with class names, and four real test images (one per class)."""
+    if not (MINI / "test").is_dir():
+        pytest.skip("real data not found")
+    keras.utils.set_random_seed(0)
+    backbone = models.build("small_cnn", (32, 32, 3), 10)
+    class_names = sorted(os.listdir(MINI / "test"))
+    path = export.export_classifier(backbone, str(tmp_path_factory.mktemp("serving") / "export"), class_names)
+    files = [str(sorted((MINI / "test" / name).iterdir())[0]) for name in class_names[:4]]
+    return path, backbone, class_names, files
+
+
+def _pixels(files):
+    return np.stack([tf.io.decode_image(tf.io.read_file(f)).numpy() for f in files]).astype("float32")
+
+
+def _client(*args):
+    return subprocess.run([sys.executable, "-m", "introspective_tf.serving", *args], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_client_prints_class_names_and_the_models_probabilities(exported):
+    path, backbone, class_names, files = exported
+    result = _client(f"--model_path={path}", "--top_k=2", *files)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    expected = tf.nn.softmax(backbone(_pixels(files))).numpy()
+    assert len(lines) == len(files)
+    for line, file, row in zip(lines, files, expected):
+        best = np.argsort(-row)[:2]
+        assert line == f"{file}: {class_names[best[0]]} {row[best[0]]:.3f}, {class_names[best[1]]} {row[best[1]]:.3f}"
+
+
+def test_saved_model_cli_agrees_with_the_client(exported, tmp_path):
+    path, _, _, files = exported
+    np.save(tmp_path / "images.npy", _pixels(files))
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
+                             "--inputs", f"images={tmp_path / 'images.npy'}"],
+                            capture_output=True, text=True, timeout=120, env=ENV)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = [float(v) for v in re.findall(r"[-+]?\d*\.\d+(?:[eE][-+]?\d+)?", result.stdout.split("probabilities")[-1])]
+    served = serving.Classifier(path).probabilities(_pixels(files))
+    np.testing.assert_allclose(np.array(printed[: served.size]).reshape(served.shape), served, rtol=1e-3, atol=1e-6)
+
+
+def test_export_carries_the_keras_model(exported):
+    path, backbone, _, files = exported
+    reloaded = keras.models.load_model(os.path.join(path, "assets.extra", export.KERAS_MODEL))
+    np.testing.assert_allclose(reloaded(_pixels(files)), backbone(_pixels(files)), rtol=1e-5, atol=1e-5)
+
+
+def test_client_resizes_only_when_asked(exported, tmp_path):
+    path, _, _, files = exported
+    small = tf.image.resize(_pixels(files[:1])[0], (20, 24)).numpy().astype("uint8")
+    tf.io.write_file(str(tmp_path / "small.png"), tf.io.encode_png(small))
+    classifier = serving.Classifier(path)
+    with pytest.raises(serving.ConfigError, match=r"shape \[20, 24, 3\] does not fit the model's input \[32, 32, 3\]"):
+        classifier.read(str(tmp_path / "small.png"))
+    assert classifier.read(str(tmp_path / "small.png"), resize=True).shape == (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize("make_input,message", [
+    (lambda d: np.save(d / "x.npy", np.zeros((2, 28, 28, 1), "float32")), r"x.npy: shape \[28, 28, 1\] does not fit"),
+    (lambda d: np.save(d / "x.npy", np.array([["a", "b"]])), "x.npy: dtype <U1 is not pixel values"),
+    (lambda d: (d / "x.npy").write_text("not an image"), "x.npy: not a plain .npy array"),
+    (lambda d: (d / "x.jpg").write_text("not an image"), "x.jpg: not an image TensorFlow can decode"),
+    (lambda d: None, "no such file"),
+])
+def test_client_refuses_inputs_that_do_not_fit(exported, tmp_path, make_input, message):
+    path, *_ = exported
+    make_input(tmp_path)
+    bad = next(iter(tmp_path.iterdir()), tmp_path / "missing.jpg")
+    with pytest.raises(serving.ConfigError, match=message):
+        serving.Classifier(path).classify([str(bad)])
+
+
+def test_client_command_line_gives_one_line_and_no_traceback(exported, tmp_path):
+    path, _, _, files = exported
+    np.save(tmp_path / "gray.npy", np.zeros((28, 28, 1), "uint8"))
+    result = _client(f"--model_path={path}", files[0], str(tmp_path / "gray.npy"))
+    assert result.returncode == 1
+    assert re.search(r"error: .*gray.npy: shape \[28, 28, 1\] does not fit the model's input \[32, 32, 3\]", result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stdout == ""  # every input is checked before any is classified
+
+
+def test_client_refuses_a_folder_that_is_not_an_export(tmp_path):
+    with pytest.raises(serving.ConfigError, match="is not a SavedModel folder"):
+        serving.Classifier(str(tmp_path))

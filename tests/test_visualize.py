@@ -1,0 +1,103 @@
+"""Explanation figures: the soft-target bars are the training targets, the maps are sane, explain.py works."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import MINI, REPO
+from introspective_tf import ConfigError, export, methods, models, visualize
+
+
+@pytest.fixture(scope="module")
+def model_and_batch():
+    """A small_cnn trained for a few steps on real images, and 4 real test images with labels."""
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    from introspective_tf import data as data_lib
+
+    keras.utils.set_random_seed(0)
+    data = data_lib.load(f"folder:{MINI}", batch_size=50, augment=False)
+    backbone = models.build("small_cnn", data.image_shape, data.num_classes)
+    method = methods.build("standard", backbone)
+    method.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    method.fit(data.train, epochs=1, steps_per_epoch=10, verbose=0)
+    images, labels = next(iter(data.eval))
+    return backbone, images[:4].numpy(), labels[:4].numpy(), data.class_names
+
+
+@pytest.mark.parametrize("soft_target,tau", [("softmax", 0.1), ("smoothing", 0.5)])
+def test_soft_target_bars_are_the_training_targets(model_and_batch, soft_target, tau):
+    backbone, images, labels, _ = model_and_batch
+    method = methods.build("introspective", backbone, {"similarity_temperature": tau, "soft_target": soft_target})
+    expected = method.targets(tf.constant(images), tf.constant(labels)).numpy()
+    explained = visualize.explain(backbone, images, labels, similarity_temperature=tau, soft_target=soft_target,
+                                  competitors=2)
+    np.testing.assert_allclose(explained.soft_target, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(explained.probabilities, tf.nn.softmax(backbone(images)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_shown_classes_are_the_true_class_then_the_top_rivals(model_and_batch):
+    backbone, images, labels, _ = model_and_batch
+    explained = visualize.explain(backbone, images, labels, competitors=3)
+    assert explained.shown_classes.shape == (4, 4) and explained.maps.shape == (4, 4, 32, 32)
+    np.testing.assert_array_equal(explained.shown_classes[:, 0], labels)
+    for i, row in enumerate(explained.probabilities):
+        rivals = [c for c in np.argsort(-row) if c != labels[i]][:3]
+        np.testing.assert_array_equal(explained.shown_classes[i, 1:], rivals)
+
+
+@pytest.mark.parametrize("explainer", visualize.EXPLAINERS)
+def test_maps_are_normalised_and_class_specific(model_and_batch, explainer):
+    backbone, images, labels, _ = model_and_batch
+    maps = visualize.explanation_maps(backbone, images, np.stack([labels, (labels + 1) % 10], 1), explainer, smooth_samples=3)
+    assert maps.shape == (4, 2, 32, 32) and maps.min() >= 0.0 and maps.max() <= 1.0
+    assert np.all(maps.reshape(8, -1).std(axis=1) > 0.01)  # not blank
+    assert np.abs(maps[:, 0] - maps[:, 1]).mean() > 1e-3  # a different class gets a different map
+
+
+def test_plot_writes_a_readable_png(model_and_batch, tmp_path):
+    backbone, images, labels, class_names = model_and_batch
+    path = visualize.plot(visualize.explain(backbone, images, labels), class_names, str(tmp_path / "e.png"))
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 4 * 150 and image.shape[1] > 800 and image[..., :3].std() > 0.05
+
+
+def test_load_classifier_accepts_every_kind_of_saved_model(model_and_batch, tmp_path):
+    backbone, images, *_ = model_and_batch
+    backbone.save(tmp_path / "model.keras")
+    export.export_classifier(backbone, str(tmp_path / "export"))
+    for path in (tmp_path / "model.keras", tmp_path, tmp_path / "export"):
+        np.testing.assert_allclose(visualize.load_classifier(str(path))(images), backbone(images), rtol=1e-5, atol=1e-5)
+    os.remove(tmp_path / "export" / "assets.extra" / export.KERAS_MODEL)
+    with pytest.raises(ConfigError, match="has no assets.extra/model.keras"):
+        visualize.load_classifier(str(tmp_path / "export"))
+    with pytest.raises(ConfigError, match="no Keras model at"):
+        visualize.load_classifier(str(tmp_path / "nothing-here"))
+
+
+def test_explain_py_draws_a_figure_from_an_export(model_and_batch, tmp_path):
+    backbone, *_ = model_and_batch
+    export.export_classifier(backbone, str(tmp_path / "export"))
+    output = tmp_path / "explanations.png"
+    command = [sys.executable, str(REPO / "explain.py"), f"--model_path={tmp_path / 'export'}", f"--dataset=folder:{MINI}",
+               "--num_images=3", "--explainer=gradcam", f"--output={output}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert matplotlib.image.imread(output).shape[0] > 3 * 150
+
+
+def test_explain_py_refuses_a_model_for_other_data_with_one_line(tmp_path):
+    keras.utils.set_random_seed(0)
+    models.build("small_cnn", (32, 32, 3), 7).save(tmp_path / "model.keras")
+    command = [sys.executable, str(REPO / "explain.py"), f"--model_path={tmp_path / 'model.keras'}",
+               f"--dataset=folder:{MINI}", f"--output={tmp_path / 'x.png'}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "error: the model has 7 classes but" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout and not (tmp_path / "x.png").exists()
