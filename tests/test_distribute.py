@@ -1,0 +1,90 @@
+"""tf.distribute: a step on 2 replicas equals the same global batch on 1; a real 2-worker run on loopback."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from introspective_tf import distribute, methods, models
+from introspective_tf.errors import ConfigError
+
+# Methods whose construction needs more than a backbone (e.g. a teacher) get a factory here.
+METHOD_FACTORIES = {}
+
+
+def _two_cpus():
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) < 2:
+        pytest.fail("tests/conftest.py should have split the CPU into 2 logical devices")
+    return [d.name for d in cpus[:2]]
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+    """One strategy for the module: separate MirroredStrategy objects in one process can clash on collective keys."""
+    strategy = tf.distribute.MirroredStrategy(_two_cpus())
+    assert strategy.num_replicas_in_sync == 2
+    return strategy
+
+
+def _build(name, backbone):
+    factory = METHOD_FACTORIES.get(name, lambda b: methods.build(name, b, {}))
+    return factory(backbone)
+
+
+def _one_step(name, strategy, initial_weights, images, labels, sync_batchnorm):
+    with strategy.scope():
+        backbone = models.small_cnn((8, 8, 3), num_classes=4, weight_decay=1e-3)
+        backbone.set_weights(initial_weights)
+        if sync_batchnorm:
+            distribute.synchronize_batchnorm(backbone)
+        trainer = _build(name, backbone)
+        trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5, momentum=0.9))
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(len(labels))
+    trainer.fit(dataset, epochs=1, verbose=0)
+    return [w.numpy() for w in backbone.weights]  # trainable and BatchNorm moving statistics
+
+
+def _batch(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (n, 8, 8, 3)).astype("float32"), rng.integers(0, 4, n).astype("int32")
+
+
+@pytest.mark.parametrize("name", sorted(methods.METHODS))
+def test_two_replicas_step_equals_one_replica_step(name, mirrored):
+    devices = _two_cpus()
+    images, labels = _batch()
+    keras.utils.set_random_seed(0)
+    initial = models.small_cnn((8, 8, 3), num_classes=4, weight_decay=1e-3).get_weights()
+    single = _one_step(name, tf.distribute.OneDeviceStrategy(devices[0]), initial, images, labels, False)
+    double = _one_step(name, mirrored, initial, images, labels, True)
+    moved = max(np.abs(a - b).max() for a, b in zip(single, initial))
+    assert moved > 1e-2  # the step did something
+    for a, b in zip(single, double):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_without_sync_batchnorm_two_replicas_are_different_maths(mirrored):
+    """Why BatchNorm is synchronised by default: per-replica batch statistics change the step."""
+    devices = _two_cpus()
+    images, labels = _batch()
+    keras.utils.set_random_seed(0)
+    initial = models.small_cnn((8, 8, 3), num_classes=4).get_weights()
+    single = _one_step("standard", tf.distribute.OneDeviceStrategy(devices[0]), initial, images, labels, False)
+    double = _one_step("standard", mirrored, initial, images, labels, False)
+    assert max(np.abs(a - b).max() for a, b in zip(single, double)) > 1e-4
+
+
+def test_batch_size_must_divide_over_replicas(mirrored):
+    with pytest.raises(ConfigError, match="not divisible by the 2 replicas"):
+        distribute.check_batch_size(7, mirrored)
+    distribute.check_batch_size(8, mirrored)
+
+
+@pytest.mark.parametrize("name,tpu,message", [
+    ("horovod", "", "unknown strategy 'horovod'"),
+    ("tpu", "", "--strategy=tpu needs --tpu"),
+])
+def test_bad_strategy(name, tpu, message):
+    with pytest.raises(ConfigError, match=message):
+        distribute.make_strategy(name, tpu)
