@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -35,10 +36,29 @@ class Data:
     class_names: list[str]
 
 
+# Probed before a TFDS download: without network, TFDS retries for minutes before it gives up.
+DOWNLOAD_PROBE = ("storage.googleapis.com", 443)
+
+
+def _network_reachable(timeout: float = 5.0) -> bool:
+    try:
+        socket.create_connection(DOWNLOAD_PROBE, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _load_tfds(name: str, data_dir: str | None):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
+        if not builder.is_prepared() and not _network_reachable():
+            raise DatasetError(
+                f"TFDS dataset '{name}' is not prepared in {builder.data_dir} and there is no network to download "
+                "it: point --data_dir at a prepared TFDS directory or use --dataset=folder:ROOT"
+            )
         builder.download_and_prepare()
+    except DatasetError:
+        raise
     except Exception as err:  # TFDS raises many kinds of network and filesystem errors.
         raise DatasetError(
             f"could not load TFDS dataset '{name}' ({type(err).__name__}); without network access, "
