@@ -73,6 +73,31 @@ def check_batch_size(batch_size: int, strategy: tf.distribute.Strategy) -> None:
         )
 
 
+def prepare_for_multiworker(model: keras.Model) -> None:
+    """Works around two Keras 3 bugs under `MultiWorkerMirroredStrategy` with more than one worker.
+
+    First, before the first step `fit` and `evaluate` call `_maybe_symbolic_build`, which reduces a whole
+    (images, labels) batch with `strategy.reduce` and fails with "unsupported type PerReplica" under
+    multi-worker collectives (keras-team/keras#20329). That build only creates missing variables; once
+    the model, its metrics and its optimizer are built (done here) it has nothing to do, so it is skipped.
+    """
+    model.optimizer.build(model.trainable_variables)
+    if not all(layer.built for layer in model._flatten_layers()):
+        raise RuntimeError("build the model before prepare_for_multiworker")
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    # Keras reduces each step's logs over workers with `strategy.reduce("MEAN", value, axis=0)`, which
+    # rejects the scalars every step returns; as vectors of one they reduce to the mean over workers.
+    model.train_step = _logs_as_vectors(model.train_step)
+    model.test_step = _logs_as_vectors(model.test_step)
+
+
+def _logs_as_vectors(step):
+    def step_with_vector_logs(data):
+        return {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+
+    return step_with_vector_logs
+
+
 def synchronize_batchnorm(model: keras.Model) -> int:
     """Makes every BatchNorm layer of `model` (nested models too) use global-batch statistics.
 

@@ -113,7 +113,7 @@ def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.opti
 def _writable_dir(path: str, what: str) -> str:
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
+        probe = os.path.join(path, f".write-test-{os.getpid()}")  # per process: workers probe at once
         with open(probe, "w"):
             pass
         os.remove(probe)
@@ -144,6 +144,7 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
         output_dir = os.path.join(output_dir, ".workers", distribute.worker_name(strategy))
     output_dir = _writable_dir(output_dir, "output_dir")
     export_dir = None if config.export_dir == "none" else (config.export_dir or os.path.join("saved_models", config.name))
+    export_dir = export_dir if chief else None
     if export_dir:
         _writable_dir(os.path.dirname(os.path.abspath(export_dir)), "export_dir's parent")
     keras.utils.set_random_seed(config.seed)
@@ -153,12 +154,12 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
         with strategy.scope():
-            return _train(config, strategy, chief, output_dir, export_dir if chief else None, extra_results)
+            return _train(config, strategy, output_dir, export_dir, extra_results)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, strategy, chief, output_dir, export_dir, extra_results) -> dict[str, Any]:
+def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str, Any]:
     data = data_lib.load(
         config.dataset, batch_size=config.batch_size, data_dir=config.data_dir, eval_split=config.eval_split,
         validation_split=config.validation_split, train_limit=config.train_limit, seed=config.seed,
@@ -173,6 +174,8 @@ def _train(config, strategy, chief, output_dir, export_dir, extra_results) -> di
         distribute.synchronize_batchnorm(backbone)
     method = methods.build(config.method, backbone, config.hparams)
     method.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=config.jit_compile)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        distribute.prepare_for_multiworker(method)
 
     backup = resume.Backup(os.path.join(output_dir, "backup"))
     initial_epoch = backup.restore(method)
