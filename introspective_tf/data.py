@@ -7,6 +7,7 @@ model takes the same raw pixels a client has. Decoded images are cached in memor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -97,19 +98,23 @@ def unreadable_images(root: str) -> list[str]:
     return bad
 
 
-def raise_if_unreadable_images(dataset: str) -> None:
-    """Called when the input pipeline failed: a folder dataset with corrupt files fails with their names.
+@contextlib.contextmanager
+def naming_unreadable_images(dataset: str):
+    """Turns the decode error of a corrupt file in a folder dataset into one line naming the files.
 
-    Folder datasets are not checked up front (decoding 50,000 files costs seconds on every run); a
-    corrupt or non-image file with an image extension stops the run at its first read, and this
-    turns TensorFlow's decode error into one line that names the files to fix or remove.
+    Folder datasets are not checked up front (decoding 50,000 files costs seconds on every run): a
+    corrupt or non-image file with an image extension stops the run at its first read, before any
+    epoch is saved; only then is the folder scanned, to say which files to fix or remove.
     """
-    if not dataset.startswith(FOLDER_PREFIX):
-        return
-    bad = unreadable_images(dataset[len(FOLDER_PREFIX):])
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise DatasetError(f"{len(bad)} image file(s) cannot be decoded; fix or remove them: {shown}")
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
+        if dataset.startswith(FOLDER_PREFIX):
+            bad = unreadable_images(dataset[len(FOLDER_PREFIX):])
+            if bad:
+                shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                raise DatasetError(f"{len(bad)} image file(s) cannot be decoded; fix or remove them: {shown}") from None
+        raise
 
 
 def load(

@@ -153,7 +153,7 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
-        with strategy.scope():
+        with strategy.scope(), data_lib.naming_unreadable_images(config.dataset):
             return _train(config, strategy, output_dir, export_dir, extra_results)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -192,14 +192,10 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         timer,
     ]
     start = time.perf_counter()
-    try:
-        history = method.fit(
-            data.train.repeat(), epochs=config.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
-            validation_data=data.eval, callbacks=callbacks, verbose=config.verbose,
-        )
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
-        data_lib.raise_if_unreadable_images(config.dataset)  # a corrupt image file: say which
-        raise err
+    history = method.fit(
+        data.train.repeat(), epochs=config.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+        validation_data=data.eval, callbacks=callbacks, verbose=config.verbose,
+    )
     train_seconds = time.perf_counter() - start
     train_loss = history.history.get("loss", [])
     if train_loss and not math.isfinite(train_loss[-1]):
