@@ -1,10 +1,18 @@
 """tf.distribute: a step on 2 replicas equals the same global batch on 1; a real 2-worker run on loopback."""
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import h5py
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from introspective_tf import distribute, methods, models
 from introspective_tf.errors import ConfigError
 
@@ -88,3 +96,45 @@ def test_batch_size_must_divide_over_replicas(mirrored):
 def test_bad_strategy(name, tpu, message):
     with pytest.raises(ConfigError, match=message):
         distribute.make_strategy(name, tpu)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _h5_arrays(path):
+    arrays = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def test_two_worker_multiworker_training_on_loopback(tmp_path, mini_dataset):
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(REPO / "train.py"), f"--dataset={mini_dataset}", "--model=small_cnn",
+               "--method=introspective", "--strategy=multiworker", "--epochs=2", "--batch_size=20",
+               "--steps_per_epoch=3", "--train_limit=100", f"--output_dir={run_dir}", "--export_dir=none", "--verbose=2"]
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": tf_config}
+        workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [worker.communicate(timeout=400)[0] for worker in workers]  # bounded: a hang fails the test
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["num_replicas"] == 2 and len(results["train_loss_history"]) == 2
+    scratch = run_dir / ".workers" / "worker1"
+    # Synchronous data parallelism: both workers end with the same weights.
+    chief, other = _h5_arrays(run_dir / "checkpoints" / "last.weights.h5"), _h5_arrays(scratch / "checkpoints" / "last.weights.h5")
+    assert chief.keys() == other.keys() and len(chief) > 4
+    for name in chief:
+        np.testing.assert_allclose(chief[name], other[name], rtol=1e-6, atol=1e-6, err_msg=name)
