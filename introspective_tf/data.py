@@ -70,7 +70,9 @@ def _load_tfds(name: str, data_dir: str | None):
 
 def _load_folder(root: str):
     if not os.path.isdir(root):
-        raise DatasetError(f"folder dataset '{root}' does not exist")
+        raise DatasetError(
+            f"folder dataset '{root}' does not exist, so it has no train/ subfolder (expected ROOT/train/CLASS/*.jpg)"
+        )
     if not os.path.isdir(os.path.join(root, "train")):
         raise DatasetError(f"folder dataset '{root}' has no train/ subfolder (expected ROOT/train/CLASS/*.jpg)")
     try:

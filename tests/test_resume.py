@@ -128,3 +128,28 @@ def test_trim_history_keeps_earlier_runs_and_drops_epochs_to_rerun(tmp_path):
     assert path.read_text() == "epoch,loss\n0,1.0\n1,0.9\n0,2.0\n1,1.5\n"
     resume.trim_history_csv(str(path), first_epoch_to_run=0)  # a fresh start appends, never trims
     assert path.read_text() == "epoch,loss\n0,1.0\n1,0.9\n0,2.0\n1,1.5\n"
+
+
+def _small_trainer():
+    from introspective_tf import methods, models
+
+    trainer = methods.build("standard", models.small_cnn((8, 8, 3), 4))
+    trainer.compile(optimizer=keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.1, 100), momentum=0.9))
+    return trainer
+
+
+def test_backup_restores_weights_and_optimizer_state_and_skips_nan_epochs(tmp_path):
+    rng = np.random.default_rng(0)
+    images, labels = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32"), rng.integers(0, 4, 16)
+    trained, backup = _small_trainer(), resume.Backup(str(tmp_path / "backup"))
+    backup.set_model(trained)
+    trained.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    backup.on_epoch_end(0, {"loss": 1.0})
+    backup.on_epoch_end(1, {"loss": float("nan")})  # a diverged epoch is not backed up
+    assert json.loads((tmp_path / "backup" / "state.json").read_text())["epoch"] == 1
+
+    restored = _small_trainer()
+    assert resume.Backup(str(tmp_path / "backup")).restore(restored) == 1
+    assert int(restored.optimizer.iterations.numpy()) == 2  # the learning-rate schedule continues
+    for a, b in zip(trained.optimizer.variables + trained.weights, restored.optimizer.variables + restored.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
