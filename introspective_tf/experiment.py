@@ -1,8 +1,8 @@
 """One training run, end to end: data, backbone, method, `fit`, evaluation, export, `results.json`.
 
 `train.py` turns flags into an `ExperimentConfig` and calls `run`; notebooks and other tools can do
-the same. Everything here is stock Keras: `fit` with its progress bar, `BackupAndRestore`,
-`ModelCheckpoint`, `CSVLogger`, `TensorBoard`, `TerminateOnNaN`.
+the same. Training is stock Keras `fit` (progress bar, `CSVLogger`, `TensorBoard`, `TerminateOnNaN`)
+under a `tf.distribute` strategy, with the crash-safe backup and checkpoint callbacks of `resume.py`.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     train_loss = history.history.get("loss", [])
     if train_loss and not math.isfinite(train_loss[-1]):
         kept = (f"the last good weights (epoch {checkpoint.saved_epoch}) are in {checkpoint.path}"
-                if checkpoint.saved_epoch else f"no epoch finished with finite weights, so {checkpoint.path} was not written")
+                if checkpoint.saved_epoch else f"no epoch of this run ended with finite weights, so {checkpoint.path} was not written")
         raise ConfigError(
             f"training diverged (loss became {train_loss[-1]}) and was stopped; {kept}; "
             "lower --learning_rate or change the method's flags"
