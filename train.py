@@ -19,7 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from introspective_tf import experiment, methods, models
+from introspective_tf.distribute import STRATEGIES
 from introspective_tf.errors import ConfigError
+from introspective_tf.experiment import PRECISIONS
 from introspective_tf.explanations import IMPLEMENTATIONS
 from introspective_tf.soft_targets import SOFT_TARGETS
 
@@ -54,6 +56,17 @@ flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "softmax: q = so
 flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
 flags.DEFINE_enum("explanation_mode", "inference", ["inference", "training"], "BatchNorm mode of the explanation pass.")
 flags.DEFINE_enum("explanation_implementation", "loop", list(IMPLEMENTATIONS), "How all-class input gradients are computed.")
+
+# Scale and reliability (docs/distribution.md).
+flags.DEFINE_enum("strategy", _DEFAULTS.strategy, list(STRATEGIES),
+                  "tf.distribute strategy: default (one device), mirrored (all local GPUs), multiworker (TF_CONFIG), tpu.")
+flags.DEFINE_string("tpu", _DEFAULTS.tpu, "TPU name, grpc:// address, or 'local' (TPU VM), for --strategy=tpu.")
+flags.DEFINE_bool("sync_batchnorm", _DEFAULTS.sync_batchnorm,
+                  "With several replicas, BatchNorm uses global-batch statistics (same maths as one device).")
+flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision, list(PRECISIONS),
+                  "Keras dtype policy; explanations, soft targets and losses stay float32.")
+flags.DEFINE_bool("deterministic", _DEFAULTS.deterministic,
+                  "Deterministic ops (tf.config.experimental.enable_op_determinism): same seed, same results.")
 
 FLAGS = flags.FLAGS
 

@@ -7,8 +7,10 @@ model takes the same raw pixels a client has. Decoded images are cached in memor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import socket
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -35,10 +37,29 @@ class Data:
     class_names: list[str]
 
 
+# Probed before a TFDS download: without network, TFDS retries for minutes before it gives up.
+DOWNLOAD_PROBE = ("storage.googleapis.com", 443)
+
+
+def _network_reachable(timeout: float = 5.0) -> bool:
+    try:
+        socket.create_connection(DOWNLOAD_PROBE, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _load_tfds(name: str, data_dir: str | None):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
+        if not builder.is_prepared() and not _network_reachable():
+            raise DatasetError(
+                f"TFDS dataset '{name}' is not prepared in {builder.data_dir} and there is no network to download "
+                "it: point --data_dir at a prepared TFDS directory or use --dataset=folder:ROOT"
+            )
         builder.download_and_prepare()
+    except DatasetError:
+        raise
     except Exception as err:  # TFDS raises many kinds of network and filesystem errors.
         raise DatasetError(
             f"could not load TFDS dataset '{name}' ({type(err).__name__}); without network access, "
@@ -48,6 +69,10 @@ def _load_tfds(name: str, data_dir: str | None):
 
 
 def _load_folder(root: str):
+    if not os.path.isdir(root):
+        raise DatasetError(
+            f"folder dataset '{root}' does not exist, so it has no train/ subfolder (expected ROOT/train/CLASS/*.jpg)"
+        )
     if not os.path.isdir(os.path.join(root, "train")):
         raise DatasetError(f"folder dataset '{root}' has no train/ subfolder (expected ROOT/train/CLASS/*.jpg)")
     try:
@@ -56,7 +81,42 @@ def _load_folder(root: str):
         raise DatasetError(f"cannot read folder dataset '{root}': {err}") from None
     if builder.info.features["label"].num_classes < 2:
         raise DatasetError(f"folder dataset '{root}' needs at least 2 class folders under train/")
+    if builder.info.splits["train"].num_examples == 0:
+        raise DatasetError(f"folder dataset '{root}' has no .jpg/.jpeg/.png images under train/CLASS/")
     return builder
+
+
+def unreadable_images(root: str) -> list[str]:
+    """Image files under `root` that TensorFlow cannot decode (slow: decodes every file)."""
+    bad = []
+    for directory, _, names in sorted(os.walk(root)):
+        for name in sorted(names):
+            if os.path.splitext(name)[1].lower() in (".jpg", ".jpeg", ".png"):
+                path = os.path.join(directory, name)
+                try:
+                    tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+                except tf.errors.OpError:
+                    bad.append(path)
+    return bad
+
+
+@contextlib.contextmanager
+def naming_unreadable_images(dataset: str):
+    """Turns the decode error of a corrupt file in a folder dataset into one line naming the files.
+
+    Folder datasets are not checked up front (decoding 50,000 files costs seconds on every run): a
+    corrupt or non-image file with an image extension stops the run at its first read, before any
+    epoch is saved; only then is the folder scanned, to say which files to fix or remove.
+    """
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
+        if dataset.startswith(FOLDER_PREFIX):
+            bad = unreadable_images(dataset[len(FOLDER_PREFIX):])
+            if bad:
+                shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                raise DatasetError(f"{len(bad)} image file(s) cannot be decoded; fix or remove them: {shown}") from None
+        raise
 
 
 def load(

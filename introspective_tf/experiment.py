@@ -1,8 +1,8 @@
 """One training run, end to end: data, backbone, method, `fit`, evaluation, export, `results.json`.
 
 `train.py` turns flags into an `ExperimentConfig` and calls `run`; notebooks and other tools can do
-the same. Everything here is stock Keras: `fit` with its progress bar, `BackupAndRestore`,
-`ModelCheckpoint`, `CSVLogger`, `TensorBoard`, `TerminateOnNaN`.
+the same. Training is stock Keras `fit` (progress bar, `CSVLogger`, `TensorBoard`, `TerminateOnNaN`)
+under a `tf.distribute` strategy, with the crash-safe backup and checkpoint callbacks of `resume.py`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ import keras
 import tensorflow as tf
 
 from introspective_tf import data as data_lib
-from introspective_tf import calibration, export, methods, models
+from introspective_tf import calibration, distribute, export, methods, models, resume
 from introspective_tf.errors import ConfigError
+
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass
@@ -45,6 +48,12 @@ class ExperimentConfig:
     jit_compile: bool = False
     verbose: int = 1  # Keras fit verbosity: 1 progress bar, 2 one line per epoch, 0 silent
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's hyper-parameters
+    # Scale and reliability (docs/distribution.md).
+    strategy: str = "default"  # default | mirrored | multiworker | tpu
+    tpu: str = ""  # TPU name or grpc:// address for strategy=tpu
+    sync_batchnorm: bool = True  # BatchNorm statistics over the global batch when replicas > 1
+    mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+    deterministic: bool = False  # enable_op_determinism: same seed, same results
 
     @property
     def name(self) -> str:
@@ -61,6 +70,10 @@ class ExperimentConfig:
             (self.schedule in ("cosine", "step"), f"schedule must be cosine or step, not '{self.schedule}'"),
             (self.steps_per_epoch >= 0, f"steps_per_epoch must be >= 0, not {self.steps_per_epoch}"),
             (self.train_limit >= 0, f"train_limit must be >= 0, not {self.train_limit}"),
+            (self.strategy in distribute.STRATEGIES,
+             f"unknown strategy '{self.strategy}': use one of {', '.join(distribute.STRATEGIES)}"),
+            (self.mixed_precision in PRECISIONS,
+             f"mixed_precision must be one of {', '.join(PRECISIONS)}, not '{self.mixed_precision}'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -100,7 +113,7 @@ def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.opti
 def _writable_dir(path: str, what: str) -> str:
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
+        probe = os.path.join(path, f".write-test-{os.getpid()}")  # per process: workers probe at once
         with open(probe, "w"):
             pass
         os.remove(probe)
@@ -118,14 +131,35 @@ def write_json(path: str, payload: dict) -> None:
 
 
 def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Trains, evaluates and exports as `config` says; returns (and writes) the results dict."""
+    """Trains, evaluates and exports as `config` says; returns (and writes) the results dict.
+
+    Run again with the same config after an interruption, it continues from the last finished epoch.
+    """
     config.validate()
-    output_dir = _writable_dir(config.output_dir or os.path.join("runs", config.name), "output_dir")
+    strategy = distribute.make_strategy(config.strategy, config.tpu)  # before any other TensorFlow work
+    distribute.check_batch_size(config.batch_size, strategy)
+    chief = distribute.is_chief(strategy)
+    output_dir = config.output_dir or os.path.join("runs", config.name)
+    if not chief:  # other workers train in lockstep but write only to their own scratch folder
+        output_dir = os.path.join(output_dir, ".workers", distribute.worker_name(strategy))
+    output_dir = _writable_dir(output_dir, "output_dir")
     export_dir = None if config.export_dir == "none" else (config.export_dir or os.path.join("saved_models", config.name))
+    export_dir = export_dir if chief else None
     if export_dir:
         _writable_dir(os.path.dirname(os.path.abspath(export_dir)), "export_dir's parent")
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    try:
+        with strategy.scope(), data_lib.naming_unreadable_images(config.dataset):
+            return _train(config, strategy, output_dir, export_dir, extra_results)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
 
+
+def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str, Any]:
     data = data_lib.load(
         config.dataset, batch_size=config.batch_size, data_dir=config.data_dir, eval_split=config.eval_split,
         validation_split=config.validation_split, train_limit=config.train_limit, seed=config.seed,
@@ -136,34 +170,48 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     steps_per_epoch = min(config.steps_per_epoch, full_epoch) if config.steps_per_epoch else full_epoch
 
     backbone = models.build(config.model, data.image_shape, data.num_classes, weight_decay=config.weight_decay)
+    if config.sync_batchnorm and strategy.num_replicas_in_sync > 1:
+        distribute.synchronize_batchnorm(backbone)
     method = methods.build(config.method, backbone, config.hparams)
     method.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=config.jit_compile)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        distribute.prepare_for_multiworker(method)
 
+    backup = resume.Backup(os.path.join(output_dir, "backup"))
+    initial_epoch = backup.restore(method)
+    history_path = os.path.join(output_dir, "history.csv")
+    resume.trim_history_csv(history_path, initial_epoch)
+    checkpoint = resume.LastGoodCheckpoint(os.path.join(output_dir, "checkpoints", "last.weights.h5"))
     timer = StepTimer()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+    callbacks = [  # the history row is written before the backup: a kill in between only repeats a row
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "checkpoints", "last.weights.h5"), save_weights_only=True),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        checkpoint,
+        backup,
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0),
         timer,
     ]
     start = time.perf_counter()
     history = method.fit(
-        data.train.repeat(), epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+        data.train.repeat(), epochs=config.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
         validation_data=data.eval, callbacks=callbacks, verbose=config.verbose,
     )
     train_seconds = time.perf_counter() - start
     train_loss = history.history.get("loss", [])
     if train_loss and not math.isfinite(train_loss[-1]):
+        kept = (f"the last good weights (epoch {checkpoint.saved_epoch}) are in {checkpoint.path}"
+                if checkpoint.saved_epoch else f"no epoch of this run ended with finite weights, so {checkpoint.path} was not written")
         raise ConfigError(
-            f"training diverged (loss became {train_loss[-1]}); the last good weights are in "
-            f"{os.path.join(output_dir, 'checkpoints')}: lower --learning_rate or change the method's flags"
+            f"training diverged (loss became {train_loss[-1]}) and was stopped; {kept}; "
+            "lower --learning_rate or change the method's flags"
         )
 
     evaluation = method.evaluate(data.eval, verbose=0, return_dict=True)
     calibration_results = calibration.evaluate(backbone, data.eval, output_dir, title=config.name)  # NLL, ECE, PNG
-    backbone.save(os.path.join(output_dir, "model.keras"))
+    model_path = os.path.join(output_dir, "model.keras")
+    staging = os.path.join(output_dir, f".tmp-{os.getpid()}-model.keras")
+    backbone.save(staging)
+    os.replace(staging, model_path)
     if export_dir:
         export_dir = export.export_classifier(backbone, export_dir, data.class_names)
 
@@ -183,6 +231,8 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
         "train_loss_history": [float(v) for v in train_loss],
         "final_train_metrics": {k: float(v[-1]) for k, v in history.history.items() if not k.startswith("val_")},
         "export_dir": export_dir,
+        "resumed_from_epoch": initial_epoch,
+        "num_replicas": strategy.num_replicas_in_sync,
         "config": dataclasses.asdict(config),
         **calibration_results,
         **(extra_results or {}),

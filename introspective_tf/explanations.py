@@ -38,7 +38,7 @@ def all_class_input_gradients(
     if implementation == "loop":
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(images)
-            logits = model(images, training=training)
+            logits = tf.cast(model(images, training=training), tf.float32)  # mixed precision: float32 logits
             per_class = [logits[:, c] for c in range(logits.shape[-1])]
         gradients = [tape.gradient(z_c, images) for z_c in per_class]
         del tape
@@ -46,7 +46,7 @@ def all_class_input_gradients(
     if implementation == "batch_jacobian":
         with tf.GradientTape() as tape:
             tape.watch(images)
-            logits = model(images, training=training)
+            logits = tf.cast(model(images, training=training), tf.float32)
         return tape.batch_jacobian(logits, images)
     raise ValueError(f"unknown explanation implementation '{implementation}': use one of {IMPLEMENTATIONS}")
 

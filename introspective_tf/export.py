@@ -34,7 +34,7 @@ def export_classifier(backbone: keras.Model, path: str, class_names: list[str] |
     archive.track(backbone)
     archive.add_endpoint(
         SIGNATURE,
-        lambda images: {OUTPUT_NAME: tf.nn.softmax(backbone(images, training=False), axis=-1)},
+        lambda images: {OUTPUT_NAME: tf.nn.softmax(tf.cast(backbone(images, training=False), tf.float32), axis=-1)},
         input_signature=[spec],
     )
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)

@@ -15,3 +15,18 @@ def mini_dataset() -> str:
     if not (MINI / "train").is_dir():
         pytest.skip(f"real data not found at {MINI} (set INTROSPECTIVE_DATA)")
     return f"folder:{MINI}"
+
+
+# Two logical CPU devices, so tests can run tf.distribute strategies with 2 replicas on one CPU.
+# This must happen before TensorFlow initialises its devices, i.e. before any test runs.
+def _split_cpu_in_two() -> None:
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    except RuntimeError:  # already initialised (e.g. imported by another plugin): tests needing 2 skip
+        pass
+
+
+_split_cpu_in_two()

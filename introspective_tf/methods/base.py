@@ -54,7 +54,7 @@ class Method(keras.Model):
         targets = self.targets(images, labels)
         variables = self.backbone.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self.backbone(images, training=True)
+            logits = tf.cast(self.backbone(images, training=True), tf.float32)  # float32 loss under mixed precision
             loss = self.loss_from_logits(labels, logits, targets)
             total = loss + tf.add_n(self.backbone.losses) if self.backbone.losses else loss
             # As Keras' own train_step: each replica's batch-mean loss is divided by the replica
@@ -68,7 +68,7 @@ class Method(keras.Model):
 
     def test_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self.backbone(images, training=False)
+        logits = tf.cast(self.backbone(images, training=False), tf.float32)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits))
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(labels)[0])
         self.accuracy_tracker.update_state(labels, logits)

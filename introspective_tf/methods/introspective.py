@@ -52,7 +52,8 @@ class Introspective(Method):
             self.backbone, images, training=self.explanation_mode == "training",
             implementation=self.explanation_implementation,
         )
-        similarity = soft_targets.cosine_similarity_to_true_class(tf.stop_gradient(explained), labels)
+        explained = tf.cast(tf.stop_gradient(explained), tf.float32)  # similarity maths in float32, always
+        similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
         target = soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
         self.target_true_mass.update_state(tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1))
         return target

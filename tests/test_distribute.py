@@ -1,0 +1,140 @@
+"""tf.distribute: a step on 2 replicas equals the same global batch on 1; a real 2-worker run on loopback."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from introspective_tf import distribute, methods, models
+from introspective_tf.errors import ConfigError
+
+# Methods whose construction needs more than a backbone (e.g. a teacher) get a factory here.
+METHOD_FACTORIES = {}
+
+
+def _two_cpus():
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) < 2:
+        pytest.fail("tests/conftest.py should have split the CPU into 2 logical devices")
+    return [d.name for d in cpus[:2]]
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+    """One strategy for the module: separate MirroredStrategy objects in one process can clash on collective keys."""
+    strategy = tf.distribute.MirroredStrategy(_two_cpus())
+    assert strategy.num_replicas_in_sync == 2
+    return strategy
+
+
+def _build(name, backbone):
+    factory = METHOD_FACTORIES.get(name, lambda b: methods.build(name, b, {}))
+    return factory(backbone)
+
+
+def _one_step(name, strategy, initial_weights, images, labels, sync_batchnorm):
+    with strategy.scope():
+        backbone = models.small_cnn((8, 8, 3), num_classes=4, weight_decay=1e-3)
+        backbone.set_weights(initial_weights)
+        if sync_batchnorm:
+            distribute.synchronize_batchnorm(backbone)
+        trainer = _build(name, backbone)
+        trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5, momentum=0.9))
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(len(labels))
+    trainer.fit(dataset, epochs=1, verbose=0)
+    return [w.numpy() for w in backbone.weights]  # trainable and BatchNorm moving statistics
+
+
+def _batch(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (n, 8, 8, 3)).astype("float32"), rng.integers(0, 4, n).astype("int32")
+
+
+@pytest.mark.parametrize("name", sorted(methods.METHODS))
+def test_two_replicas_step_equals_one_replica_step(name, mirrored):
+    devices = _two_cpus()
+    images, labels = _batch()
+    keras.utils.set_random_seed(0)
+    initial = models.small_cnn((8, 8, 3), num_classes=4, weight_decay=1e-3).get_weights()
+    single = _one_step(name, tf.distribute.OneDeviceStrategy(devices[0]), initial, images, labels, False)
+    double = _one_step(name, mirrored, initial, images, labels, True)
+    moved = max(np.abs(a - b).max() for a, b in zip(single, initial))
+    assert moved > 1e-2  # the step did something
+    for a, b in zip(single, double):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_without_sync_batchnorm_two_replicas_are_different_maths(mirrored):
+    """Why BatchNorm is synchronised by default: per-replica batch statistics change the step."""
+    devices = _two_cpus()
+    images, labels = _batch()
+    keras.utils.set_random_seed(0)
+    initial = models.small_cnn((8, 8, 3), num_classes=4).get_weights()
+    single = _one_step("standard", tf.distribute.OneDeviceStrategy(devices[0]), initial, images, labels, False)
+    double = _one_step("standard", mirrored, initial, images, labels, False)
+    assert max(np.abs(a - b).max() for a, b in zip(single, double)) > 1e-4
+
+
+def test_batch_size_must_divide_over_replicas(mirrored):
+    with pytest.raises(ConfigError, match="not divisible by the 2 replicas"):
+        distribute.check_batch_size(7, mirrored)
+    distribute.check_batch_size(8, mirrored)
+
+
+@pytest.mark.parametrize("name,tpu,message", [
+    ("horovod", "", "unknown strategy 'horovod'"),
+    ("tpu", "", "--strategy=tpu needs --tpu"),
+])
+def test_bad_strategy(name, tpu, message):
+    with pytest.raises(ConfigError, match=message):
+        distribute.make_strategy(name, tpu)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _h5_arrays(path):
+    arrays = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def test_two_worker_multiworker_training_on_loopback(tmp_path, mini_dataset):
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(REPO / "train.py"), f"--dataset={mini_dataset}", "--model=small_cnn",
+               "--method=introspective", "--strategy=multiworker", "--epochs=2", "--batch_size=20",
+               "--steps_per_epoch=3", "--train_limit=100", f"--output_dir={run_dir}", "--export_dir=none", "--verbose=2"]
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": tf_config}
+        workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [worker.communicate(timeout=400)[0] for worker in workers]  # bounded: a hang fails the test
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["num_replicas"] == 2 and len(results["train_loss_history"]) == 2
+    scratch = run_dir / ".workers" / "worker1"
+    # Synchronous data parallelism: both workers end with the same weights.
+    chief, other = _h5_arrays(run_dir / "checkpoints" / "last.weights.h5"), _h5_arrays(scratch / "checkpoints" / "last.weights.h5")
+    assert chief.keys() == other.keys() and len(chief) > 4
+    for name in chief:
+        np.testing.assert_allclose(chief[name], other[name], rtol=1e-6, atol=1e-6, err_msg=name)
