@@ -25,12 +25,10 @@ introspective() {  # introspective TAU T ALPHA [extra flags]
 }
 run standard --method=standard
 introspective 0.2 1 0.5
-introspective 1.0 1 0.5
 introspective 0.05 1 0.5
-introspective 0.2 4 0.5
-introspective 1.0 4 0.5
-introspective 0.05 4 0.5
 run smoothing-eps0.1-tau0.2-T1-alpha0.5 --method=introspective --soft_target=smoothing \
   --epsilon=0.1 --similarity_temperature=0.2 --temperature=1 --alpha=0.5
-introspective 0.2 1 0.9
-introspective 1.0 1 0.9
+introspective 0.2 4 0.5
+introspective 0.05 1 0.2
+introspective 1.0 1 0.5
+introspective 0.05 4 0.5
