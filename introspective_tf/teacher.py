@@ -25,9 +25,9 @@ class Teacher:
     """images [B, H, W, C] in [0, 255] -> logits [B, classes]. A plain object, so the student's
     `keras.Model` does not track (save, count or train) the teacher's weights."""
 
-    def __init__(self, logits_fn: Callable[[tf.Tensor], tf.Tensor], input_shape: tuple, num_classes: int, owner=None):
+    def __init__(self, logits_fn: Callable[[tf.Tensor], tf.Tensor], input_shape: tuple, num_classes: int, source=None):
         self._logits_fn = logits_fn
-        self._owner = owner  # keeps a loaded SavedModel (and so its variables) alive
+        self.source = source  # the loaded model; holding it keeps a SavedModel's variables alive
         self.input_shape = tuple(input_shape)
         self.num_classes = int(num_classes)
 
