@@ -201,8 +201,9 @@ def is_done(run: RunSpec, teacher: RunSpec | None) -> bool:
 
 
 def train(run: RunSpec, teacher: RunSpec | None) -> dict[str, Any]:
-    """Trains `run` in this process. A stale run folder (another configuration) is cleared first; a
-    crashed run of the same configuration resumes from its backup."""
+    """Trains `run` in this process. A stale run folder this tool made (another configuration) is
+    cleared first; a crashed run of the same configuration resumes from its backup. A folder this
+    tool did not make is never touched."""
     import keras
 
     wanted = _wanted(run, teacher)
@@ -210,6 +211,11 @@ def train(run: RunSpec, teacher: RunSpec | None) -> dict[str, Any]:
     try:
         with open(marker) as f:
             same = json.load(f) == wanted
+    except FileNotFoundError:
+        if os.path.isdir(run.config.output_dir) and os.listdir(run.config.output_dir):
+            raise ConfigError(f"{run.config.output_dir} holds a run of another configuration that this tool did not "
+                              "make: move it away or use another --runs_dir") from None
+        same = False
     except (OSError, ValueError):
         same = False
     if not same and os.path.isdir(run.config.output_dir):
@@ -261,13 +267,15 @@ def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
 
 
 def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -> None:
-    """Accuracy, NLL and seconds per step of every finished run line: mean ± std over seeds."""
+    """Accuracy, NLL and seconds per step of every finished run line (not the teacher): mean ± std over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = [(run, results) for run, results in groups if results and run.name != TEACHER]
+    if not done:
+        return
     names = [run.name for run, _ in done]
     panels = [("accuracy %", lambda r: 100 * r["eval_accuracy"]), ("NLL", lambda r: r["eval_loss"]),
               ("seconds per step (median of run)", lambda r: r["seconds_per_step"] or 0.0)]

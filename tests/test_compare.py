@@ -83,3 +83,14 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     config.write_text(text + "dml --method=dml\n")
     compare.compare(str(config), str(runs_dir), train_missing=False)
     assert "| dml | dml | small_cnn | - | 0 | not run | - | - |" in report.read_text()
+
+
+def test_a_folder_the_tool_did_not_make_is_never_overwritten(tmp_path):
+    runs, _ = compare.parse_config("a --method=standard\n", str(tmp_path))
+    folder = tmp_path / "a-seed0"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({"config": {"method": "standard", "seed": 9}}))
+    assert not compare.is_done(runs[0], None)
+    with pytest.raises(ConfigError, match="did not make"):
+        compare.train(runs[0], None)
+    assert json.loads((folder / "results.json").read_text())["config"]["seed"] == 9
