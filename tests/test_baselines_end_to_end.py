@@ -1,5 +1,5 @@
-"""Short real runs of train.py with the baselines that need more than a loss: kd (a teacher from a
-file) and dml (several networks, the first exported)."""
+"""Short real runs of train.py with every baseline: training, results, export; kd takes its teacher from
+a file, dml trains several networks and exports the first."""
 
 import json
 
@@ -22,6 +22,8 @@ def teacher_export(tmp_path_factory):
 @pytest.mark.parametrize("flags", [
     ("--method=kd", "--kd_target=shuffled_non_gt", "--alpha=0.9"),
     ("--method=dml", "--peers=2"),
+    ("--method=label_smoothing", "--smoothing=0.2"),
+    ("--method=confidence_penalty", "--penalty=0.2"),
 ])
 def test_train_py_trains_and_exports_the_first_network(tmp_path, mini_dataset, teacher_export, flags):
     _train(tmp_path, mini_dataset, "--epochs=2", "--steps_per_epoch=3", "--batch_size=32", f"--teacher={teacher_export}", *flags)
