@@ -23,6 +23,7 @@ from introspective_tf.distribute import STRATEGIES
 from introspective_tf.errors import ConfigError
 from introspective_tf.experiment import PRECISIONS
 from introspective_tf.explanations import IMPLEMENTATIONS
+from introspective_tf.methods.kd import KD_TARGETS
 from introspective_tf.soft_targets import SOFT_TARGETS
 
 _DEFAULTS = experiment.ExperimentConfig()
@@ -73,6 +74,16 @@ FLAGS = flags.FLAGS
 # Flags that are the method's hyper-parameters; each method takes those its constructor names.
 METHOD_FLAGS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon",
                 "explanation_mode", "explanation_implementation")
+
+# Baselines: label smoothing, confidence penalty, knowledge distillation, deep mutual learning
+# (see introspective_tf/methods/ and docs/baselines.md). kd also takes --alpha and --temperature.
+flags.DEFINE_float("smoothing", 0.1, "label_smoothing: eps in (1 - eps) onehot(y) + eps / C.")
+flags.DEFINE_float("penalty", 0.1, "confidence_penalty: beta in CE - beta H(p).")
+flags.DEFINE_string("teacher", "", "kd: the teacher, a run's model.keras or a SavedModel exported by this project.")
+flags.DEFINE_enum("kd_target", "full", list(KD_TARGETS),
+                  "kd: the teacher's soft targets (full), its GT response with uniform non-GT mass, or shuffled non-GT responses.")
+flags.DEFINE_integer("peers", 2, "dml: networks trained together; the first is exported.")
+METHOD_FLAGS += ("smoothing", "penalty", "teacher", "kd_target", "peers")
 
 
 def config_from_flags() -> experiment.ExperimentConfig:

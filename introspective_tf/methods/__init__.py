@@ -12,10 +12,18 @@ from introspective_tf.errors import ConfigError
 from introspective_tf.methods.base import Method
 from introspective_tf.methods.introspective import Introspective
 from introspective_tf.methods.standard import Standard
+from introspective_tf.methods.label_smoothing import LabelSmoothing
+from introspective_tf.methods.confidence_penalty import ConfidencePenalty
+from introspective_tf.methods.kd import KnowledgeDistillation
+from introspective_tf.methods.dml import DeepMutualLearning
 
 METHODS: dict[str, type[Method]] = {
     "standard": Standard,
     "introspective": Introspective,
+    "label_smoothing": LabelSmoothing,
+    "confidence_penalty": ConfidencePenalty,
+    "kd": KnowledgeDistillation,
+    "dml": DeepMutualLearning,
 }
 
 

@@ -1,0 +1,42 @@
+"""Short real runs of train.py with every baseline: training, results, export; kd takes its teacher from
+a file, dml trains several networks and exports the first."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from introspective_tf import export, models
+from test_end_to_end import _train
+
+
+@pytest.fixture(scope="module")
+def teacher_export(tmp_path_factory):
+    """An (untrained) CIFAR-shaped teacher exported as a SavedModel: kd only needs its predictions."""
+    keras.utils.set_random_seed(3)
+    return export.export_classifier(models.small_cnn((32, 32, 3), 10), str(tmp_path_factory.mktemp("teacher") / "export"))
+
+
+@pytest.mark.parametrize("flags", [
+    ("--method=kd", "--kd_target=shuffled_non_gt", "--alpha=0.9"),
+    ("--method=dml", "--peers=2"),
+    ("--method=label_smoothing", "--smoothing=0.2"),
+    ("--method=confidence_penalty", "--penalty=0.2"),
+])
+def test_train_py_trains_and_exports_the_first_network(tmp_path, mini_dataset, teacher_export, flags):
+    _train(tmp_path, mini_dataset, "--epochs=2", "--steps_per_epoch=3", "--batch_size=32", f"--teacher={teacher_export}", *flags)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["method"] == flags[0].split("=")[1] and len(results["train_loss_history"]) == 2
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    trained = keras.models.load_model(tmp_path / "run" / "model.keras")
+    served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities"].numpy(), tf.nn.softmax(trained(images)).numpy(), rtol=1e-4, atol=1e-6)
+    assert trained.count_params() == models.small_cnn((32, 32, 3), 10).count_params()  # one network, not the peers
+
+
+def test_kd_without_a_teacher_is_one_line(tmp_path, mini_dataset):
+    result = _train(tmp_path, mini_dataset, "--epochs=1", "--method=kd", check=False)
+    assert result.returncode != 0 and "kd needs a teacher" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -1,0 +1,96 @@
+"""The comparison tool: config parsing, reuse of finished runs, and a short real comparison on cifar10-mini."""
+
+import json
+
+import pytest
+
+from introspective_tf import compare
+from introspective_tf.errors import ConfigError
+
+COMMON = ("common --dataset={data} --model=small_cnn --epochs=1 --steps_per_epoch=3 --batch_size=32 "
+          "--learning_rate=0.05 --eval_split=validation --validation_split=0.1\n")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("a --method=standard --colour=red\n", "method 'standard' takes no flag --colour"),
+    ("a --method=kd\n", "need a 'teacher' line"),
+    ("a --method=standard\na --method=dml\n", "used twice"),
+    ("seeds zero\na --method=standard\n", "seeds must be integers"),
+    ("a --method=standard --epochs=ten\n", "--epochs=ten is not a valid int"),
+    ("a --method=label_smoothing --smoothing=lots\n", "--smoothing=lots is not a valid float"),
+    ("a --method=teacher_free\n", "unknown method"),
+    ("a method=standard\n", "expected --name=value"),
+    ("common --epochs=2\n", "lists no run"),
+])
+def test_bad_configs_are_one_line_config_errors(text, message):
+    with pytest.raises(ConfigError, match=message):
+        compare.parse_config(text, "runs/x")
+
+
+def test_runs_get_common_flags_seeds_and_the_teacher():
+    runs, teacher = compare.parse_config(
+        "common --model=small_cnn --epochs=3\nseeds 4 5\nteacher --model=resnet20 --method=standard\n"
+        "kd --method=kd --alpha=0.9 --epochs=2\nls --method=label_smoothing\n", "runs/x")
+    assert [(r.name, r.config.seed) for r in runs] == [("kd", 4), ("kd", 5), ("ls", 4), ("ls", 5)]
+    assert runs[0].config.epochs == 2 and runs[2].config.epochs == 3 and teacher.config.model == "resnet20"
+    assert runs[0].config.hparams == {"teacher": "runs/x/teacher-seed4/model.keras", "alpha": 0.9,
+                                      "temperature": 4.0, "kd_target": "full"}  # defaults filled in
+    assert runs[2].config.hparams == {"smoothing": 0.1} and runs[2].config.output_dir == "runs/x/ls-seed4"
+
+
+def test_a_stored_run_compares_by_its_resolved_hyper_parameters():
+    stored = {"method": "label_smoothing", "seed": 0, "verbose": 1, "output_dir": "elsewhere",
+              "hparams": {"alpha": 0.5, "temperature": 4.0}}  # train.py records every method flag
+    same = {"method": "label_smoothing", "seed": 0, "verbose": 2, "hparams": {"smoothing": 0.1}}
+    assert compare.comparable(stored) == compare.comparable(same)
+    assert compare.comparable(stored) != compare.comparable({**same, "hparams": {"smoothing": 0.2}})
+
+
+def _lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("[")]
+
+
+def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_dataset, capsys):
+    config = tmp_path / "mini.cfg"
+    report = tmp_path / "docs" / "results.md"
+    text = (COMMON.format(data=mini_dataset) + f"report {report}\nseeds 0\n"
+            "teacher --method=standard\n"
+            "label_smoothing --method=label_smoothing --smoothing=0.1\n"
+            "confidence_penalty --method=confidence_penalty --penalty=0.1\n"
+            "kd --method=kd --kd_target=full --alpha=0.9 --temperature=4\n"
+            "kd_uniform_non_gt --method=kd --kd_target=uniform_non_gt --alpha=0.9 --temperature=4\n")
+    config.write_text(text)
+    runs_dir = tmp_path / "runs"
+    compare.compare(str(config), str(runs_dir))
+    assert all(line.endswith("training") for line in _lines(capsys.readouterr().out))
+    for name in ("teacher", "label_smoothing", "confidence_penalty", "kd", "kd_uniform_non_gt"):
+        results = json.loads((runs_dir / f"{name}-seed0" / "results.json").read_text())
+        assert results["compare_run"] == name and 0.0 <= results["eval_accuracy"] <= 1.0
+    markdown = report.read_text()
+    assert "| kd_uniform_non_gt | kd | small_cnn | `--kd_target=uniform_non_gt --alpha=0.9 --temperature=4` | 0 |" in markdown
+    assert "not run" not in markdown and "validation split (100 images held out" in markdown
+    assert (tmp_path / "docs" / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+    # One line changed: only that run trains again; everything else is reused.
+    config.write_text(text.replace("--smoothing=0.1", "--smoothing=0.2"))
+    compare.compare(str(config), str(runs_dir))
+    status = {line.split(" seed")[0].split("] ")[1]: line.split(": ")[1] for line in _lines(capsys.readouterr().out)}
+    assert status.pop("label_smoothing") == "training"
+    assert status == {name: f"reusing {runs_dir}/{name}-seed0" for name in ("teacher", "confidence_penalty", "kd", "kd_uniform_non_gt")}
+    assert json.loads((runs_dir / "label_smoothing-seed0" / "results.json").read_text())["config"]["hparams"]["smoothing"] == 0.2
+
+    # --notrain collects what exists and marks the rest.
+    config.write_text(text + "dml --method=dml\n")
+    compare.compare(str(config), str(runs_dir), train_missing=False)
+    assert "| dml | dml | small_cnn | - | 0 | not run | - | - |" in report.read_text()
+
+
+def test_a_folder_the_tool_did_not_make_is_never_overwritten(tmp_path):
+    runs, _ = compare.parse_config("a --method=standard\n", str(tmp_path))
+    folder = tmp_path / "a-seed0"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({"config": {"method": "standard", "seed": 9}}))
+    assert not compare.is_done(runs[0], None)
+    with pytest.raises(ConfigError, match="did not make"):
+        compare.train(runs[0], None)
+    assert json.loads((folder / "results.json").read_text())["config"]["seed"] == 9
