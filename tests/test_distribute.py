@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import h5py
 import keras
@@ -17,7 +18,25 @@ from introspective_tf import distribute, methods, models
 from introspective_tf.errors import ConfigError
 
 # Methods whose construction needs more than a backbone (e.g. a teacher) get a factory here.
-METHOD_FACTORIES = {}
+def _seeded(name):
+    """Methods that create weights of their own (DML's other peers) must start alike in both runs."""
+    def build(backbone):
+        keras.utils.set_random_seed(1)
+        return methods.build(name, backbone, {})
+    return build
+
+
+def _kd(backbone):
+    """kd with a small_cnn teacher saved once per test session as a .keras file."""
+    path = os.path.join(_TEACHER_DIR.name, "teacher.keras")
+    if not os.path.exists(path):
+        keras.utils.set_random_seed(2)
+        models.small_cnn((8, 8, 3), num_classes=4).save(path)
+    return methods.build("kd", backbone, {"teacher": path})
+
+
+_TEACHER_DIR = tempfile.TemporaryDirectory()
+METHOD_FACTORIES = {"dml": _seeded("dml"), "kd": _kd}
 
 
 def _two_cpus():
