@@ -20,8 +20,8 @@ from absl import app, flags, logging  # noqa: E402
 
 from introspective_tf import experiment, methods, models
 from introspective_tf.errors import ConfigError
-from introspective_tf.explanations import IMPLEMENTATIONS
-from introspective_tf.soft_targets import SOFT_TARGETS
+from introspective_tf.explanations import EXPLANATIONS, IMPLEMENTATIONS
+from introspective_tf.soft_targets import SIMILARITIES, SOFT_TARGETS
 
 _DEFAULTS = experiment.ExperimentConfig()
 
@@ -55,11 +55,20 @@ flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=sm
 flags.DEFINE_enum("explanation_mode", "inference", ["inference", "training"], "BatchNorm mode of the explanation pass.")
 flags.DEFINE_enum("explanation_implementation", "loop", list(IMPLEMENTATIONS), "How all-class input gradients are computed.")
 
+# Explanation choices and the fast path (docs/fast_introspection.md).
+flags.DEFINE_enum("explanation", "gradient", list(EXPLANATIONS), "Self-explanation: input gradient, gradient x input, or Grad-CAM.")
+flags.DEFINE_string("explanation_layer", "last_conv_block", "Layer whose output Grad-CAM explains with.")
+flags.DEFINE_enum("similarity", "cosine", list(SIMILARITIES), "How a class's explanation is compared with the true class's.")
+flags.DEFINE_enum("explanation_estimator", "exact", ["exact", "jvp"],
+                  "exact: one backward pass per class; jvp: forward-mode estimate whose cost does not grow with the class count.")
+flags.DEFINE_integer("num_probes", 4, "Random probes per example for --explanation_estimator=jvp's norm estimates.")
+
 FLAGS = flags.FLAGS
 
 # Flags that are the method's hyper-parameters; each method takes those its constructor names.
 METHOD_FLAGS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon",
                 "explanation_mode", "explanation_implementation")
+METHOD_FLAGS += ("explanation", "explanation_layer", "similarity", "explanation_estimator", "num_probes")
 
 
 def config_from_flags() -> experiment.ExperimentConfig:
