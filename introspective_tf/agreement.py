@@ -23,17 +23,21 @@ from absl import app, flags  # noqa: E402
 
 from introspective_tf import data as data_lib  # noqa: E402
 from introspective_tf import methods, soft_targets  # noqa: E402
-from introspective_tf.benchmark import parse_settings  # noqa: E402
+from introspective_tf.variants import parse_settings  # noqa: E402
 
-flags.DEFINE_string("model_path", None, "A trained backbone saved as .keras (runs/<name>/model.keras).", required=True)
-flags.DEFINE_string("dataset", "folder:../shared/data/cifar10", "Dataset the model was trained on.")
-flags.DEFINE_enum("eval_split", "validation", ["test", "validation"], "Split to compare targets on.")
-flags.DEFINE_float("validation_split", 0.1, "As in train.py.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_integer("batches", 8, "Batches to average over.")
-flags.DEFINE_string("reference", "", "Settings of the reference targets; empty = introspective's defaults (exact gradients, cosine).")
-flags.DEFINE_list("variants", ["explanation_estimator=jvp;num_probes=4"], "Settings of the variants to compare.")
 FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    """Only when run as a program: train.py defines some of the same names, and tests import both."""
+    flags.DEFINE_string("model_path", None, "A trained backbone saved as .keras (runs/<name>/model.keras).", required=True)
+    flags.DEFINE_string("dataset", "folder:../shared/data/cifar10", "Dataset the model was trained on.")
+    flags.DEFINE_enum("eval_split", "validation", ["test", "validation"], "Split to compare targets on.")
+    flags.DEFINE_float("validation_split", 0.1, "As in train.py.")
+    flags.DEFINE_integer("batch_size", 128, "Batch size.")
+    flags.DEFINE_integer("batches", 8, "Batches to average over.")
+    flags.DEFINE_string("reference", "", "Settings of the reference targets; empty = introspective's defaults (exact gradients, cosine).")
+    flags.DEFINE_list("variants", ["explanation_estimator=jvp;num_probes=4"], "Settings of the variants to compare.")
 
 
 def target_function(backbone: keras.Model, settings: dict):
@@ -76,4 +80,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from introspective_tf import methods, models  # noqa: E402
+from introspective_tf.variants import parse_settings  # noqa: E402
 
 flags.DEFINE_string("model", "resnet20", "Backbone.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
@@ -37,21 +38,6 @@ FLAGS = flags.FLAGS
 def _parse_variant(spec: str) -> tuple[str, dict]:
     name, _, settings = spec.partition(":")
     return name, parse_settings(settings)
-
-
-def parse_settings(settings: str) -> dict:
-    """'key=value;key=value' -> {key: value}, numbers as int or float."""
-    hparams = {}
-    for item in filter(None, settings.split(";")):
-        key, _, value = item.partition("=")
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                continue
-        hparams[key] = value
-    return hparams
 
 
 def time_methods(specs: list[str], model: str, batch_size: int, num_classes: int, image_shape, rounds: int, steps: int):

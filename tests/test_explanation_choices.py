@@ -158,3 +158,15 @@ def test_jvp_training_step_runs_and_targets_approach_exact():
 def test_bad_explanation_choices_are_config_errors(hparams, message):
     with pytest.raises(ConfigError, match=message):
         methods.build("introspective", models.small_cnn((8, 8, 3), 4), hparams)
+
+
+def test_target_agreement_is_zero_kl_for_the_reference_itself_and_positive_otherwise():
+    from introspective_tf import agreement
+
+    model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
+    batches = [(tf.constant(_images(4, seed)), tf.constant(_labels(4))) for seed in (0, 1)]
+    same, other = agreement.compare_targets(model, batches, {"similarity_temperature": 0.5},
+                                            [{"similarity_temperature": 0.5, "explanation_implementation": "pfor"},
+                                             {"similarity_temperature": 0.5, "explanation": "gradcam"}])
+    assert abs(same["kl"]) < 1e-5 and same["top_wrong_agreement"] == 1.0
+    assert other["kl"] > 1e-3
