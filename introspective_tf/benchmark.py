@@ -1,11 +1,12 @@
 r"""Seconds per training step of each method on the same model, batch and data, in one process.
 
-    python -m introspective_tf.benchmark --model=resnet20 --batch_size=128 --num_classes=10
+    python -m introspective_tf.benchmark --model=resnet20 --batch_size=128 --num_classes=10,100
 
 A variant sets hyper-parameters after a colon, e.g.
 `--methods=standard,introspective,introspective:explanation_implementation=batch_jacobian`.
 Methods are timed in interleaved rounds (A B C A B C ...) so that drift in the machine's speed hits
-all of them alike; the table gives each one's median step time and its ratio to the first method.
+all of them alike; the table gives each one's median step time and its ratio to the first method,
+one table per class count (all methods rebuilt for each), next to the autodiff floor (3 + C) / 3.
 Step time does not depend on pixel values, so the batch is random pixels of the requested shape.
 """
 
