@@ -153,6 +153,7 @@ def test_jvp_training_step_runs_and_targets_approach_exact():
     ({"explanation_estimator": "magic"}, "explanation_estimator must be"),
     ({"explanation_estimator": "jvp", "explanation": "gradcam"}, "use exact"),
     ({"explanation_estimator": "jvp", "num_probes": 0}, "num_probes"),
+    ({"explanation_estimator": "jvp", "explanation_mode": "training"}, "needs explanation_mode=inference"),
     ({"explanation": "gradcam", "explanation_layer": "nope"}, "no layer 'nope'"),
 ])
 def test_bad_explanation_choices_are_config_errors(hparams, message):

@@ -52,6 +52,8 @@ class Introspective(Method):
         _check(explanation_estimator in ("exact", "jvp"), f"explanation_estimator must be exact or jvp, not '{explanation_estimator}'")
         _check(explanation_estimator == "exact" or explanation in jvp_similarity.EXPLANATIONS,
                f"explanation_estimator=jvp estimates {jvp_similarity.EXPLANATIONS} explanations, not '{explanation}' (use exact)")
+        _check(explanation_estimator == "exact" or explanation_mode == "inference",
+               "explanation_estimator=jvp needs explanation_mode=inference, where examples are independent")
         _check(num_probes >= 1, f"num_probes must be >= 1, not {num_probes}")
         self.explanation, self.similarity = explanation, similarity
         self.explanation_estimator, self.num_probes = explanation_estimator, num_probes
