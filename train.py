@@ -22,9 +22,9 @@ from introspective_tf import experiment, methods, models
 from introspective_tf.distribute import STRATEGIES
 from introspective_tf.errors import ConfigError
 from introspective_tf.experiment import PRECISIONS
-from introspective_tf.explanations import IMPLEMENTATIONS
 from introspective_tf.methods.kd import KD_TARGETS
-from introspective_tf.soft_targets import SOFT_TARGETS
+from introspective_tf.explanations import EXPLANATIONS, IMPLEMENTATIONS
+from introspective_tf.soft_targets import SIMILARITIES, SOFT_TARGETS
 
 _DEFAULTS = experiment.ExperimentConfig()
 
@@ -69,11 +69,20 @@ flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision, list(PRECISIONS)
 flags.DEFINE_bool("deterministic", _DEFAULTS.deterministic,
                   "Deterministic ops (tf.config.experimental.enable_op_determinism): same seed, same results.")
 
+# Explanation choices and the fast path (docs/fast_introspection.md).
+flags.DEFINE_enum("explanation", "gradient", list(EXPLANATIONS), "Self-explanation: input gradient, gradient x input, or Grad-CAM.")
+flags.DEFINE_string("explanation_layer", "last_conv_block", "Layer whose output Grad-CAM explains with.")
+flags.DEFINE_enum("similarity", "cosine", list(SIMILARITIES), "How a class's explanation is compared with the true class's.")
+flags.DEFINE_enum("explanation_estimator", "exact", ["exact", "jvp"],
+                  "exact: one backward pass per class; jvp: forward-mode estimate whose cost does not grow with the class count.")
+flags.DEFINE_integer("num_probes", 4, "Random probes per example for --explanation_estimator=jvp's norm estimates.")
+
 FLAGS = flags.FLAGS
 
 # Flags that are the method's hyper-parameters; each method takes those its constructor names.
 METHOD_FLAGS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon",
                 "explanation_mode", "explanation_implementation")
+METHOD_FLAGS += ("explanation", "explanation_layer", "similarity", "explanation_estimator", "num_probes")
 
 # Baselines: label smoothing, confidence penalty, knowledge distillation, deep mutual learning
 # (see introspective_tf/methods/ and docs/baselines.md). kd also takes --alpha and --temperature.
@@ -98,7 +107,6 @@ def main(argv):
     try:
         results = experiment.run(config_from_flags())
     except ConfigError as err:
-        logging.error("%s", err)
         sys.exit(f"error: {err}")
     print(f"{results['method']} on {results['dataset']}: {results['eval_split']} accuracy "
           f"{results['eval_accuracy']:.4f}, loss {results['eval_loss']:.4f}; exported to {results['export_dir']}")

@@ -1,11 +1,12 @@
 r"""Seconds per training step of each method on the same model, batch and data, in one process.
 
-    python -m introspective_tf.benchmark --model=resnet20 --batch_size=128 --num_classes=10
+    python -m introspective_tf.benchmark --model=resnet20 --batch_size=128 --num_classes=10,100
 
 A variant sets hyper-parameters after a colon, e.g.
 `--methods=standard,introspective,introspective:explanation_implementation=batch_jacobian`.
 Methods are timed in interleaved rounds (A B C A B C ...) so that drift in the machine's speed hits
-all of them alike; the table gives each one's median step time and its ratio to the first method.
+all of them alike; the table gives each one's median step time and its ratio to the first method,
+one table per class count (all methods rebuilt for each), next to the autodiff floor (3 + C) / 3.
 Step time does not depend on pixel values, so the batch is random pixels of the requested shape.
 """
 
@@ -23,10 +24,11 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from introspective_tf import methods, models  # noqa: E402
+from introspective_tf.variants import parse_settings  # noqa: E402
 
 flags.DEFINE_string("model", "resnet20", "Backbone.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_integer("num_classes", 10, "Number of classes.")
+flags.DEFINE_list("num_classes", ["10"], "Number(s) of classes; one table each, e.g. 10,100.")
 flags.DEFINE_list("image_shape", ["32", "32", "3"], "Image height, width, channels.")
 flags.DEFINE_list("methods", ["standard", "introspective"], "Methods (or method:key=value,... variants) to time.")
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
@@ -36,17 +38,7 @@ FLAGS = flags.FLAGS
 
 def _parse_variant(spec: str) -> tuple[str, dict]:
     name, _, settings = spec.partition(":")
-    hparams = {}
-    for item in filter(None, settings.split(";")):
-        key, _, value = item.partition("=")
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                continue
-        hparams[key] = value
-    return name, hparams
+    return name, parse_settings(settings)
 
 
 def time_methods(specs: list[str], model: str, batch_size: int, num_classes: int, image_shape, rounds: int, steps: int):
@@ -77,16 +69,18 @@ def time_methods(specs: list[str], model: str, batch_size: int, num_classes: int
 def main(argv):
     del argv
     image_shape = tuple(int(d) for d in FLAGS.image_shape)
-    seconds = time_methods(FLAGS.methods, FLAGS.model, FLAGS.batch_size, FLAGS.num_classes, image_shape,
-                           FLAGS.rounds, FLAGS.steps)
-    base = statistics.median(seconds[FLAGS.methods[0]])
-    print(f"model={FLAGS.model} batch={FLAGS.batch_size} classes={FLAGS.num_classes} image={image_shape} "
-          f"steps={FLAGS.rounds}x{FLAGS.steps} per method, {os.cpu_count()} CPUs")
-    print(f"| method | median s/step | ratio to {FLAGS.methods[0]} |")
-    print("|---|---|---|")
-    for spec, values in seconds.items():
-        median = statistics.median(values)
-        print(f"| {spec} | {median:.4f} | {median / base:.2f} |")
+    for num_classes in (int(c) for c in FLAGS.num_classes):
+        seconds = time_methods(FLAGS.methods, FLAGS.model, FLAGS.batch_size, num_classes, image_shape,
+                               FLAGS.rounds, FLAGS.steps)
+        base = statistics.median(seconds[FLAGS.methods[0]])
+        print(f"model={FLAGS.model} batch={FLAGS.batch_size} classes={num_classes} image={image_shape} "
+              f"steps={FLAGS.rounds}x{FLAGS.steps} per method, {os.cpu_count()} CPUs", flush=True)
+        print(f"| method | median s/step | ratio to {FLAGS.methods[0]} | autodiff floor (3 + C) / 3 |")
+        print("|---|---|---|---|")
+        for spec, values in seconds.items():
+            median = statistics.median(values)
+            print(f"| {spec} | {median:.4f} | {median / base:.2f} | {(3 + num_classes) / 3:.2f} |", flush=True)
+        del seconds
 
 
 if __name__ == "__main__":

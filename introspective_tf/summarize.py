@@ -16,6 +16,7 @@ from typing import Any
 
 # Columns shown for the method's hyper-parameters, when the runs differ in them.
 HPARAM_COLUMNS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon")
+HPARAM_COLUMNS += ("explanation", "similarity", "explanation_estimator", "num_probes")  # docs/fast_introspection.md
 
 
 def load_results(folders: list[str]) -> list[dict[str, Any]]:

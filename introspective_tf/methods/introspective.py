@@ -4,6 +4,11 @@ At every step the backbone explains its prediction for *every* class (input grad
 inference mode -- see `explanations.py`), the explanations' similarity to the true class's becomes a
 soft target, and the backbone learns from it as a student learns from a teacher in knowledge
 distillation -- without a teacher. Targets are constants: no second-order gradients.
+
+What counts as an explanation (`explanation`, `explanation_layer`), how two are compared
+(`similarity`), and whether similarities are computed exactly (C backward passes) or estimated with
+forward-mode products whose cost does not grow with C (`explanation_estimator="jvp"`, `num_probes`)
+are constructor arguments; docs/fast_introspection.md has the measured trade-offs.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from introspective_tf import explanations, soft_targets
+from introspective_tf import explanations, jvp_similarity, soft_targets
 from introspective_tf.methods.base import Method, _check
 
 
@@ -26,6 +31,11 @@ class Introspective(Method):
         epsilon: float = 0.1,
         explanation_mode: str = "inference",
         explanation_implementation: str = "loop",
+        explanation: str = "gradient",
+        explanation_layer: str = "last_conv_block",
+        similarity: str = "cosine",
+        explanation_estimator: str = "exact",
+        num_probes: int = 4,
         **kwargs,
     ):
         super().__init__(backbone, **kwargs)
@@ -37,6 +47,19 @@ class Introspective(Method):
         _check(explanation_mode in ("inference", "training"), f"explanation_mode must be inference or training, not '{explanation_mode}'")
         _check(explanation_implementation in explanations.IMPLEMENTATIONS,
                f"explanation_implementation must be one of {explanations.IMPLEMENTATIONS}, not '{explanation_implementation}'")
+        _check(explanation in explanations.EXPLANATIONS, f"explanation must be one of {explanations.EXPLANATIONS}, not '{explanation}'")
+        _check(similarity in soft_targets.SIMILARITIES, f"similarity must be one of {soft_targets.SIMILARITIES}, not '{similarity}'")
+        _check(explanation_estimator in ("exact", "jvp"), f"explanation_estimator must be exact or jvp, not '{explanation_estimator}'")
+        _check(explanation_estimator == "exact" or explanation in jvp_similarity.EXPLANATIONS,
+               f"explanation_estimator=jvp estimates {jvp_similarity.EXPLANATIONS} explanations, not '{explanation}' (use exact)")
+        _check(explanation_estimator == "exact" or explanation_mode == "inference",
+               "explanation_estimator=jvp needs explanation_mode=inference, where examples are independent")
+        _check(num_probes >= 1, f"num_probes must be >= 1, not {num_probes}")
+        self.explanation, self.similarity = explanation, similarity
+        self.explanation_estimator, self.num_probes = explanation_estimator, num_probes
+        self._layer_and_logits = (explanations.with_layer_output(backbone, explanation_layer)
+                                  if explanation == "gradcam" else None)
+        self._probe_seed = keras.random.SeedGenerator() if explanation_estimator == "jvp" else None
         self.alpha, self.temperature = alpha, temperature
         self.similarity_temperature, self.soft_target, self.epsilon = similarity_temperature, soft_target, epsilon
         self.explanation_mode, self.explanation_implementation = explanation_mode, explanation_implementation
@@ -48,12 +71,20 @@ class Introspective(Method):
         return super().metrics + [self.target_true_mass]
 
     def targets(self, images, labels):
-        explained = explanations.all_class_input_gradients(
-            self.backbone, images, training=self.explanation_mode == "training",
-            implementation=self.explanation_implementation,
-        )
-        explained = tf.cast(tf.stop_gradient(explained), tf.float32)  # similarity maths in float32, always
-        similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
+        training = self.explanation_mode == "training"
+        if self.explanation_estimator == "jvp":
+            similarity = jvp_similarity.estimate_similarity(
+                self.backbone, images, labels, explanation=self.explanation, similarity=self.similarity,
+                num_probes=self.num_probes, seed=self._probe_seed, training=training,
+            )
+        else:
+            explained = explanations.all_class_explanations(
+                self.backbone, images, explanation=self.explanation, training=training,
+                implementation=self.explanation_implementation, layer_and_logits=self._layer_and_logits,
+            )
+            explained = tf.cast(explained, tf.float32)  # similarity maths in float32, always
+            similarity = soft_targets.similarity_to_true_class(explained, labels, self.similarity)
+        similarity = tf.cast(tf.stop_gradient(similarity), tf.float32)
         target = soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
         self.target_true_mass.update_state(tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1))
         return target

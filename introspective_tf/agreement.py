@@ -1,0 +1,84 @@
+r"""How closely a cheaper explanation choice reproduces the exact soft targets, on a trained model.
+
+    python -m introspective_tf.agreement --model_path=runs/RUN/model.keras \
+        --dataset=folder:../shared/data/cifar10 --eval_split=validation \
+        --variants='explanation_estimator=jvp;num_probes=4,explanation=gradcam'
+
+For every batch of the evaluation split the reference targets q (introspective's defaults unless
+--reference says otherwise) and each variant's targets q' are computed on the same images, and the
+table gives the mean KL(q || q') per example and how often the most similar wrong class agrees.
+Variants use the benchmark's `key=value;key=value` syntax.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from introspective_tf import data as data_lib  # noqa: E402
+from introspective_tf import methods, soft_targets  # noqa: E402
+from introspective_tf.variants import parse_settings  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    """Only when run as a program: train.py defines some of the same names, and tests import both."""
+    flags.DEFINE_string("model_path", None, "A trained backbone saved as .keras (runs/<name>/model.keras).", required=True)
+    flags.DEFINE_string("dataset", "folder:../shared/data/cifar10", "Dataset the model was trained on.")
+    flags.DEFINE_enum("eval_split", "validation", ["test", "validation"], "Split to compare targets on.")
+    flags.DEFINE_float("validation_split", 0.1, "As in train.py.")
+    flags.DEFINE_integer("batch_size", 128, "Batch size.")
+    flags.DEFINE_integer("batches", 8, "Batches to average over.")
+    flags.DEFINE_string("reference", "", "Settings of the reference targets; empty = introspective's defaults (exact gradients, cosine).")
+    flags.DEFINE_list("variants", ["explanation_estimator=jvp;num_probes=4"], "Settings of the variants to compare.")
+
+
+def target_function(backbone: keras.Model, settings: dict):
+    return tf.function(methods.build("introspective", backbone, settings).targets)
+
+
+def compare_targets(backbone: keras.Model, batches, reference: dict, variants: list[dict], seed: int = 0) -> list[dict]:
+    """[{kl, top_wrong_agreement}] per variant: mean KL(q_ref || q_variant) and top wrong-class agreement."""
+    keras.utils.set_random_seed(seed)
+    reference_fn = target_function(backbone, reference)
+    variant_fns = [target_function(backbone, v) for v in variants]
+    kls, agreements = [[] for _ in variants], [[] for _ in variants]
+    for images, labels in batches:
+        q = reference_fn(images, labels)
+        off_true = tf.one_hot(labels, q.shape[-1]) > 0
+        top_wrong = tf.argmax(tf.where(off_true, -1.0, q), axis=-1)
+        for i, fn in enumerate(variant_fns):
+            q_variant = fn(images, labels)
+            log_variant = tf.math.log(tf.maximum(q_variant, 1e-30))
+            kls[i].append(soft_targets.kl_divergence_with_temperature(q, log_variant, 1.0).numpy())
+            agreements[i].append((tf.argmax(tf.where(off_true, -1.0, q_variant), axis=-1) == top_wrong).numpy())
+    return [{"kl": float(np.concatenate(k).mean()), "top_wrong_agreement": float(np.concatenate(a).mean())}
+            for k, a in zip(kls, agreements)]
+
+
+def main(argv):
+    del argv
+    backbone = keras.saving.load_model(FLAGS.model_path)
+    data = data_lib.load(FLAGS.dataset, batch_size=FLAGS.batch_size, eval_split=FLAGS.eval_split,
+                         validation_split=FLAGS.validation_split)
+    reference = parse_settings(FLAGS.reference)
+    variants = [parse_settings(v) for v in FLAGS.variants]
+    rows = compare_targets(backbone, data.eval.take(FLAGS.batches), reference, variants)
+    print(f"model={FLAGS.model_path} data={FLAGS.dataset} {data.eval_split} batches={FLAGS.batches}x{FLAGS.batch_size} "
+          f"reference={FLAGS.reference or 'defaults'}")
+    print("| variant | mean KL(q_ref || q) | top wrong class agrees |")
+    print("|---|---|---|")
+    for spec, row in zip(FLAGS.variants, rows):
+        print(f"| {spec} | {row['kl']:.4f} | {row['top_wrong_agreement']:.3f} |")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
