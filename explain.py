@@ -30,7 +30,7 @@ flags.DEFINE_string("output", "explanations.png", "PNG to write.")
 flags.DEFINE_enum("explainer", "saliency", list(visualize.EXPLAINERS), "tf-keras-vis method for the maps.")
 flags.DEFINE_integer("competitors", 2, "Other classes shown beside the true class: the model's top-ranked ones.")
 flags.DEFINE_integer("smooth_samples", 20, "Noisy copies per image for --explainer=smoothgrad.")
-flags.DEFINE_float("similarity_temperature", 0.1, "tau of the soft target q = softmax(similarity / tau), as in training.")
+flags.DEFINE_float("similarity_temperature", 0.05, "tau of the soft target q = softmax(similarity / tau), as in training.")
 flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "Soft-target kind, as in training.")
 flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
 

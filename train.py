@@ -50,9 +50,11 @@ flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the train s
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "Keras fit verbosity: 1 progress bar, 2 a line per epoch.")
 
 # Introspective learning (see introspective_tf/methods/introspective.py and docs/sweep.md).
-flags.DEFINE_float("alpha", 0.5, "Weight of the soft-target term; 1 - alpha goes to the hard label.")
-flags.DEFINE_float("temperature", 4.0, "Student temperature T in KL(q || softmax(z / T)), scaled by T^2.")
-flags.DEFINE_float("similarity_temperature", 0.1, "tau in q = softmax(similarity / tau).")
+# --alpha and --temperature are shared with kd; unset, each method uses its own default
+# (introspective: 0.2 and 1.0 from the sweep in docs/sweep.md; kd: 0.5 and 4.0 as in Hinton et al.).
+flags.DEFINE_float("alpha", None, "Weight of the soft-target term; 1 - alpha goes to the hard label. Default: the method's.")
+flags.DEFINE_float("temperature", None, "Student temperature T in KL(q || softmax(z / T)), scaled by T^2. Default: the method's.")
+flags.DEFINE_float("similarity_temperature", 0.05, "tau in q = softmax(similarity / tau).")
 flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "softmax: q = softmax(s / tau); smoothing: 1 - eps on y, eps spread by softmax(s / tau).")
 flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
 flags.DEFINE_enum("explanation_mode", "inference", ["inference", "training"], "BatchNorm mode of the explanation pass.")
@@ -98,7 +100,7 @@ METHOD_FLAGS += ("smoothing", "penalty", "teacher", "kd_target", "peers")
 def config_from_flags() -> experiment.ExperimentConfig:
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(experiment.ExperimentConfig)
               if f.name in FLAGS and f.name != "hparams"}
-    return experiment.ExperimentConfig(**values, hparams={name: FLAGS[name].value for name in METHOD_FLAGS})
+    return experiment.ExperimentConfig(**values, hparams={name: FLAGS[name].value for name in METHOD_FLAGS if FLAGS[name].value is not None})
 
 
 def main(argv):

@@ -64,7 +64,7 @@ class Explained:
 
 
 def soft_target_and_prediction(
-    model: keras.Model, images, labels, *, similarity_temperature: float = 0.1, soft_target: str = "softmax",
+    model: keras.Model, images, labels, *, similarity_temperature: float = 0.05, soft_target: str = "softmax",
     epsilon: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(q, p, s) for a batch, with the package's own functions, exactly as `Introspective.targets`."""
@@ -104,7 +104,7 @@ def explanation_maps(model: keras.Model, images, classes, explainer: str = "sali
 
 def explain(
     model: keras.Model, images, labels, *, explainer: str = "saliency", competitors: int = 2, smooth_samples: int = 20,
-    similarity_temperature: float = 0.1, soft_target: str = "softmax", epsilon: float = 0.1,
+    similarity_temperature: float = 0.05, soft_target: str = "softmax", epsilon: float = 0.1,
 ) -> Explained:
     """Computes everything `plot` draws for a batch of images with their true labels."""
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int64)
