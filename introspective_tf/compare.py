@@ -164,9 +164,15 @@ def parse_config(text: str, runs_dir: str) -> tuple[list[RunSpec], RunSpec | Non
     return runs, teacher
 
 
+def _with_new_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """Settings added to ExperimentConfig after a run was made count as their defaults for that run."""
+    defaults = {k: v for k, v in dataclasses.asdict(experiment.ExperimentConfig()).items() if k != "hparams"}
+    return json.loads(json.dumps({**defaults, **config}, sort_keys=True, default=str))
+
+
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A run's configuration as compared for reuse: the method's hyper-parameters resolved."""
-    config = {k: v for k, v in config.items() if k not in _NOT_COMPARED}
+    config = {k: v for k, v in _with_new_fields(config).items() if k not in _NOT_COMPARED}
     config["hparams"] = method_hparams(config["method"], config.get("hparams", {}))
     return json.loads(json.dumps(config, sort_keys=True, default=str))
 
@@ -197,6 +203,8 @@ def is_done(run: RunSpec, teacher: RunSpec | None) -> bool:
         return False
     if run.uses_teacher:
         found["teacher"] = results.get("teacher")
+        if isinstance(found["teacher"], dict):
+            found["teacher"] = {k: v for k, v in _with_new_fields(found["teacher"]).items() if k not in _NOT_COMPARED}
     return found == _wanted(run, teacher)
 
 
@@ -250,17 +258,19 @@ def group_results(runs: list[RunSpec], teacher: RunSpec | None) -> list[tuple[Ru
 
 def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
     eval_split = next((r[0]["eval_split"] for _, r in groups if r), "eval")
-    header = ["run", "method", "model", "flags", "seeds", f"{eval_split} accuracy %", f"{eval_split} NLL", "s/step"]
+    header = ["run", "method", "model", "flags", "seeds", f"{eval_split} accuracy %", f"{eval_split} NLL", "ECE %", "s/step"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run, results in groups:
         if not results:
-            cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run", "-", "-"]
+            cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run", "-", "-", "-"]
         else:
             steps = [r["seconds_per_step"] for r in results if r.get("seconds_per_step")]
+            eces = [r["eval_ece"] for r in results if r.get("eval_ece") is not None]  # runs since calibration
             cells = [run.name, run.config.method, run.config.model, f"`{_flags_text(run)}`",
                      ", ".join(str(r["config"]["seed"]) for r in results),
                      _mean_std([r["eval_accuracy"] for r in results], 100),
                      _mean_std([r["eval_loss"] for r in results], 1, 3),
+                     _mean_std(eces, 100) if eces else "-",
                      f"{statistics.median(steps):.3f}" if steps else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -329,7 +339,7 @@ def report(groups, config_path: str, chart_path: str, report_path: str) -> str:
             f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min "
             f"over {len(finished)} runs, one at a time, on a {os.cpu_count()}-core CPU without GPU shared with other jobs.",
             "",
-            "Accuracy and NLL: mean ± std over seeds. s/step: median over seeds of each run's median training-step "
+            "Accuracy, NLL and ECE (15 bins): mean ± std over seeds. s/step: median over seeds of each run's median training-step "
             "wall time (first step of each epoch excluded); the machine was shared, so compare ratios, not "
             "absolute times. Each run's flags are the config's `common` line plus its own.",
             "",
