@@ -3,7 +3,6 @@
 import hashlib
 import shutil
 
-import keras
 import pytest
 import tensorflow as tf
 
