@@ -124,10 +124,7 @@ def _writable_dir(path: str, what: str) -> str:
 
 def write_json(path: str, payload: dict) -> None:
     """Atomic write: a reader never sees half a file, and a crash keeps the previous one."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    resume.write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -> dict[str, Any]:

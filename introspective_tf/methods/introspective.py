@@ -84,7 +84,7 @@ class Introspective(Method):
             )
             explained = tf.cast(explained, tf.float32)  # similarity maths in float32, always
             similarity = soft_targets.similarity_to_true_class(explained, labels, self.similarity)
-        similarity = tf.cast(tf.stop_gradient(similarity), tf.float32)
+        similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
         target = soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
         self.target_true_mass.update_state(tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1))
         return target
