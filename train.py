@@ -23,6 +23,7 @@ from introspective_tf.distribute import STRATEGIES
 from introspective_tf.errors import ConfigError
 from introspective_tf.experiment import PRECISIONS
 from introspective_tf.methods.kd import KD_TARGETS
+from introspective_tf.methods.introspective import EXPLANATION_MODES
 from introspective_tf.explanations import EXPLANATIONS, IMPLEMENTATIONS
 from introspective_tf.soft_targets import SIMILARITIES, SOFT_TARGETS
 
@@ -57,7 +58,8 @@ flags.DEFINE_float("temperature", None, "Student temperature T in KL(q || softma
 flags.DEFINE_float("similarity_temperature", 0.05, "tau in q = softmax(similarity / tau).")
 flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "softmax: q = softmax(s / tau); smoothing: 1 - eps on y, eps spread by softmax(s / tau).")
 flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
-flags.DEFINE_enum("explanation_mode", "inference", ["inference", "training"], "BatchNorm mode of the explanation pass.")
+flags.DEFINE_enum("explanation_mode", "inference", list(EXPLANATION_MODES),
+                  "Which pass is explained: a separate inference- or training-mode pass, or the training pass itself (shared).")
 flags.DEFINE_enum("explanation_implementation", "loop", list(IMPLEMENTATIONS), "How all-class input gradients are computed.")
 
 # Scale and reliability (docs/distribution.md).

@@ -41,7 +41,21 @@ def _define_flags() -> None:
 
 
 def target_function(backbone: keras.Model, settings: dict):
-    return tf.function(methods.build("introspective", backbone, settings).targets)
+    """images, labels -> q. Training-mode passes would move BatchNorm's statistics: they are put back."""
+    trainer = methods.build("introspective", backbone, settings)
+    if trainer.explanation_mode == "inference":
+        return tf.function(trainer.targets)
+    compute = tf.function(lambda x, y: trainer.shared_forward(x, y)[1] if trainer.explanation_mode == "shared"
+                          else trainer.targets(x, y))
+
+    def targets_leaving_the_model_unchanged(images, labels):
+        saved = [v.numpy() for v in backbone.non_trainable_variables]
+        q = compute(images, labels)
+        for variable, value in zip(backbone.non_trainable_variables, saved):
+            variable.assign(value)
+        return q
+
+    return targets_leaving_the_model_unchanged
 
 
 def compare_targets(backbone: keras.Model, batches, reference: dict, variants: list[dict], seed: int = 0) -> list[dict]:

@@ -32,6 +32,11 @@ from introspective_tf.errors import ConfigError
 
 IMPLEMENTATIONS = ("loop", "batch_jacobian", "pfor")
 EXPLANATIONS = ("gradient", "gradient_x_input", "gradcam")
+# Layers that compute differently in training and inference mode (nested models conservatively too).
+_MODE_DEPENDENT = (
+    keras.layers.BatchNormalization, keras.layers.Dropout, keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout, keras.layers.AlphaDropout, keras.Model,
+)
 
 
 def _as_float(images) -> tf.Tensor:
@@ -39,37 +44,41 @@ def _as_float(images) -> tf.Tensor:
     return images if images.dtype.is_floating else tf.cast(images, tf.float32)
 
 
-def all_class_input_gradients(
-    model: keras.Model, images: tf.Tensor, *, training: bool = False, implementation: str = "loop"
+def input_gradients_from_tape(
+    tape: tf.GradientTape, logits: tf.Tensor, images: tf.Tensor, implementation: str = "loop"
 ) -> tf.Tensor:
-    """Returns dz_c/dx for all classes c: shape [batch, classes, *image_shape], in the images' dtype.
+    """dz_c/dx for all c from a forward pass already recorded on the persistent `tape` (images watched).
 
-    The number of classes is read from the model's static output shape, so the loop is unrolled once
-    at trace time and costs no Python work per step.
+    The number of classes is read from the logits' static shape, so the loop is unrolled once at
+    trace time and costs no Python work per step.
     """
-    images = _as_float(images)
+    with tape:  # ops on the logits must be recorded too
+        logits = tf.cast(logits, tf.float32)  # mixed precision: float32 logits
+        per_class = [logits[:, c] for c in range(logits.shape[-1])] if implementation == "loop" else None
+        # pfor: gradients of the batch-summed logits -- per example exactly when examples are
+        # independent (inference mode), the same summed gradient as the loop otherwise.
+        summed = tf.reduce_sum(logits, axis=0) if implementation == "pfor" else None  # [C]
     if implementation == "loop":
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(images)
-            logits = tf.cast(model(images, training=training), tf.float32)  # mixed precision: float32 logits
-            per_class = [logits[:, c] for c in range(logits.shape[-1])]
-        gradients = [tape.gradient(z_c, images) for z_c in per_class]
-        del tape
-        return tf.stack(gradients, axis=1)
+        return tf.stack([tape.gradient(z_c, images) for z_c in per_class], axis=1)
     if implementation == "batch_jacobian":
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            logits = tf.cast(model(images, training=training), tf.float32)
         return tape.batch_jacobian(logits, images)
     if implementation == "pfor":
-        # Gradients of the batch-summed logits: per example exactly when examples are independent
-        # (inference mode), the same summed gradient as the loop otherwise.
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            summed = tf.reduce_sum(model(images, training=training), axis=0)  # [C]
         jacobian = tape.jacobian(summed, images, experimental_use_pfor=True)  # [C, B, ...]
         return tf.transpose(jacobian, [1, 0, *range(2, jacobian.shape.rank)])
     raise ValueError(f"unknown explanation implementation '{implementation}': use one of {IMPLEMENTATIONS}")
+
+
+def all_class_input_gradients(
+    model: keras.Model, images: tf.Tensor, *, training: bool = False, implementation: str = "loop"
+) -> tf.Tensor:
+    """Returns dz_c/dx for all classes c: shape [batch, classes, *image_shape], in the images' dtype."""
+    images = _as_float(images)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        logits = model(images, training=training)
+    gradients = input_gradients_from_tape(tape, logits, images, implementation)
+    del tape
+    return gradients
 
 
 def with_layer_output(model: keras.Model, layer_name: str) -> keras.Model:
@@ -83,36 +92,107 @@ def with_layer_output(model: keras.Model, layer_name: str) -> keras.Model:
     return keras.Model(model.inputs, [layer.output, model.outputs[0]], name=f"{model.name}_with_{layer_name}")
 
 
-def all_class_gradcam(layer_and_logits: keras.Model, images: tf.Tensor, *, training: bool = False) -> tf.Tensor:
-    """Grad-CAM maps of all classes, [batch, classes, h, w], from a `with_layer_output` model.
+def head_above(model: keras.Model, layer_name: str) -> keras.Model | None:
+    """The part of `model` above `layer_name` as a model (features -> logits), when that is well defined.
 
-    dz_c/dA is vectorised over classes with `batch_jacobian`; only the part of the network above A
-    is differentiated, which at the last block is the pooling and the dense layer.
+    None when the layer's output is not a cut of the graph (e.g. a residual branch skips it) or when
+    the head behaves differently in training and inference mode (BatchNorm, Dropout): Grad-CAM then
+    differentiates the whole recorded pass instead.
     """
+    try:
+        head = keras.Model(model.get_layer(layer_name).output, model.outputs[0], name=f"{model.name}_head")
+    except Exception:  # noqa: BLE001 -- Keras raises various errors for a graph that is not cut there
+        return None
+    if any(isinstance(layer, _MODE_DEPENDENT) for layer in head.layers):
+        return None
+    return head
+
+
+def gradcam_channel_weights(head: keras.Model, features: tf.Tensor) -> tf.Tensor:
+    """a_ck = mean_hw dz_c/dA_hwk, [batch, classes, k], without the [batch, classes, h, w, k] Jacobian.
+
+    The sum over positions of dz_c/dA_hwk is the derivative of z_c with respect to a shift of channel
+    k at every position, so one Jacobian with respect to a [batch, k] shift gives all classes' weights.
+    """
+    shift = tf.zeros([tf.shape(features)[0], features.shape[-1]], features.dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(shift)
+        logits = tf.cast(head(tf.stop_gradient(features) + shift[:, tf.newaxis, tf.newaxis, :]), tf.float32)
+    jacobian = tf.cast(tape.batch_jacobian(logits, shift), tf.float32)  # [B, C, k]
+    return jacobian / float(features.shape[1] * features.shape[2])
+
+
+def gradcam_from_tape(
+    tape: tf.GradientTape, logits: tf.Tensor, features: tf.Tensor, head: keras.Model | None = None
+) -> tf.Tensor:
+    """Grad-CAM maps of all classes, [batch, classes, h, w], from a pass recorded on `tape`.
+
+    Only the part of the network above A is differentiated (at the last block: pooling and the dense
+    layer), vectorised over classes: through `head` (`head_above`) when given, else as the
+    `batch_jacobian` of the recorded logits.
+    """
+    if head is not None:
+        weights = gradcam_channel_weights(head, features)
+    else:
+        with tape:
+            logits = tf.cast(logits, tf.float32)
+        jacobian = tape.batch_jacobian(logits, features)  # [B, C, h, w, k]
+        weights = tf.reduce_mean(tf.cast(jacobian, tf.float32), axis=[2, 3])  # [B, C, k]
+    return tf.nn.relu(tf.einsum("bhwk,bck->bchw", tf.cast(features, tf.float32), weights))
+
+
+def all_class_gradcam(
+    layer_and_logits: keras.Model, images: tf.Tensor, *, training: bool = False, head: keras.Model | None = None
+) -> tf.Tensor:
+    """Grad-CAM maps of all classes, [batch, classes, h, w], from a `with_layer_output` model."""
     images = _as_float(images)
     with tf.GradientTape() as tape:
         features, logits = layer_and_logits(images, training=training)
-    jacobian = tape.batch_jacobian(logits, features)  # [B, C, h, w, k]
-    weights = tf.reduce_mean(jacobian, axis=[2, 3])  # [B, C, k]
-    return tf.nn.relu(tf.einsum("bhwk,bck->bchw", features, weights))
+    return gradcam_from_tape(tape, logits, features, head)
+
+
+def explanations_from_tape(
+    tape: tf.GradientTape, images: tf.Tensor, outputs, *, explanation: str = "gradient", implementation: str = "loop",
+    head: keras.Model | None = None,
+) -> tf.Tensor:
+    """E_c for every class, [batch, classes, ...], from a forward pass recorded on the persistent `tape`.
+
+    `outputs` are the logits, or for Grad-CAM the (features, logits) of a `with_layer_output` model;
+    `images` must be watched for input-gradient explanations, and Grad-CAM may use the `head` above its
+    layer (`head_above`). This is what lets a training step
+    explain from its own forward pass (`Introspective(explanation_mode="shared")`).
+    """
+    if explanation == "gradient":
+        return input_gradients_from_tape(tape, outputs, images, implementation)
+    if explanation == "gradient_x_input":
+        return images[:, tf.newaxis] * input_gradients_from_tape(tape, outputs, images, implementation)
+    if explanation == "gradcam":
+        features, logits = outputs
+        return gradcam_from_tape(tape, logits, features, head)
+    raise ValueError(f"unknown explanation '{explanation}': use one of {EXPLANATIONS}")
 
 
 def all_class_explanations(
     model: keras.Model, images: tf.Tensor, *, explanation: str = "gradient", training: bool = False,
-    implementation: str = "loop", layer_and_logits: keras.Model | None = None,
+    implementation: str = "loop", layer_and_logits: keras.Model | None = None, head: keras.Model | None = None,
 ) -> tf.Tensor:
-    """E_c for every class: [batch, classes, ...]. Grad-CAM needs `layer_and_logits` (`with_layer_output`)."""
+    """E_c for every class: [batch, classes, ...], from a forward pass of its own.
+
+    Grad-CAM uses `layer_and_logits` (`with_layer_output`), by default at `last_conv_block`, and
+    optionally the `head` above that layer (`head_above`), which is cheaper and gives the same maps.
+    """
+    if explanation not in EXPLANATIONS:
+        raise ValueError(f"unknown explanation '{explanation}': use one of {EXPLANATIONS}")
     images = _as_float(images)
-    if explanation == "gradient":
-        return all_class_input_gradients(model, images, training=training, implementation=implementation)
-    if explanation == "gradient_x_input":
-        gradients = all_class_input_gradients(model, images, training=training, implementation=implementation)
-        return images[:, tf.newaxis] * gradients
     if explanation == "gradcam":
-        if layer_and_logits is None:
-            layer_and_logits = with_layer_output(model, "last_conv_block")
-        return all_class_gradcam(layer_and_logits, images, training=training)
-    raise ValueError(f"unknown explanation '{explanation}': use one of {EXPLANATIONS}")
+        model = layer_and_logits if layer_and_logits is not None else with_layer_output(model, "last_conv_block")
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        outputs = model(images, training=training)
+    explained = explanations_from_tape(tape, images, outputs, explanation=explanation, implementation=implementation,
+                                       head=head)
+    del tape
+    return explained
 
 
 def per_class_input_gradients_reference(model: keras.Model, images: tf.Tensor, *, training: bool = False) -> tf.Tensor:

@@ -31,18 +31,27 @@ def test_gradient_x_input_is_input_times_per_class_gradient(implementation):
     np.testing.assert_allclose(compiled(images), reference, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("layer", ["last_conv_block", "relu1"])
-def test_gradcam_equals_tf_keras_vis(layer):
+@pytest.mark.parametrize("layer,through_head", [("last_conv_block", True), ("last_conv_block", False), ("relu1", False)])
+def test_gradcam_equals_tf_keras_vis(layer, through_head):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images = _images()
+    head = explanations.head_above(model, layer) if through_head else None
+    assert through_head == (head is not None)
     ours = tf.function(lambda x: explanations.all_class_explanations(
-        model, x, explanation="gradcam", layer_and_logits=explanations.with_layer_output(model, layer)))(images)
+        model, x, explanation="gradcam", layer_and_logits=explanations.with_layer_output(model, layer), head=head))(images)
     gradcam = Gradcam(model, clone=True)
     for c in range(NUM_CLASSES):
         reference = gradcam(CategoricalScore([c] * len(images)), images, penultimate_layer=layer,
                             seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False)
         assert np.abs(reference).max() > 0  # a non-trivial map, so the comparison means something
         np.testing.assert_allclose(ours[:, c], reference, rtol=1e-4, atol=1e-6)
+
+
+def test_head_above_only_where_the_layer_cuts_the_graph_and_the_head_has_no_mode():
+    resnet = models.build("resnet20", (8, 8, 3), NUM_CLASSES)
+    assert [layer.name for layer in explanations.head_above(resnet, "last_conv_block").layers[1:]] == ["pool", "logits"]
+    assert explanations.head_above(resnet, "last_conv_block_relu1") is None  # the shortcut skips it
+    assert explanations.head_above(models.small_cnn((8, 8, 3), NUM_CLASSES), "relu1") is None  # BatchNorm above
 
 
 def test_gradcam_at_a_missing_or_flat_layer_is_a_config_error():
@@ -171,3 +180,55 @@ def test_target_agreement_is_zero_kl_for_the_reference_itself_and_positive_other
                                              {"similarity_temperature": 0.5, "explanation": "gradcam"}])
     assert abs(same["kl"]) < 1e-5 and same["top_wrong_agreement"] == 1.0
     assert other["kl"] > 1e-3
+
+
+@pytest.mark.parametrize("explanation", ["gradcam", "gradient"])
+def test_shared_pass_explains_the_training_pass_itself(explanation):
+    """explanation_mode=shared gives the targets of a separate training-mode pass, and the same logits."""
+    model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
+    images, labels = _images(4), _labels(4)
+    settings = dict(explanation=explanation, similarity_temperature=0.5)
+    saved = [v.numpy() for v in model.non_trainable_variables]
+
+    def restore():
+        for variable, value in zip(model.non_trainable_variables, saved):
+            variable.assign(value)
+
+    shared = methods.build("introspective", model, dict(settings, explanation_mode="shared"))
+    assert shared.targets(images, labels) is None  # nothing is computed before the training pass
+    logits, q = tf.function(shared.shared_forward)(images, labels)
+    restore()
+    separate = methods.build("introspective", model, dict(settings, explanation_mode="training"))
+    np.testing.assert_allclose(q, tf.function(separate.targets)(images, labels), rtol=1e-5, atol=1e-6)
+    restore()
+    np.testing.assert_allclose(logits, model(images, training=True), rtol=1e-5, atol=1e-5)
+    assert np.abs(q.numpy() - np.eye(NUM_CLASSES)[labels]).max() > 0.05  # soft, so the check means something
+
+
+def test_shared_step_moves_batchnorm_once_like_standard_training():
+    """One pass per step: BatchNorm statistics after a shared step equal a standard step's, not twice-updated."""
+    images, labels = _images(6), _labels(6)
+    moving = {}
+    for name, settings in [("standard", {}), ("introspective", dict(explanation="gradcam", explanation_mode="shared")),
+                           ("introspective", dict(explanation="gradcam", explanation_mode="training"))]:
+        model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
+        trainer = methods.build(name, model, settings)
+        trainer.compile(optimizer="sgd")
+        trainer.train_on_batch(images, labels)
+        moving[settings.get("explanation_mode", "standard")] = [v.numpy() for v in model.non_trainable_variables]
+    for standard, shared in zip(moving["standard"], moving["shared"]):
+        np.testing.assert_allclose(shared, standard, rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(a, b) for a, b in zip(moving["standard"], moving["training"]))
+
+
+def test_agreement_of_a_training_pass_variant_leaves_the_model_unchanged():
+    from introspective_tf import agreement
+
+    model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
+    before = [v.numpy() for v in model.variables]
+    batches = [(tf.constant(_images(4)), tf.constant(_labels(4)))]
+    (row,) = agreement.compare_targets(model, batches, {"similarity_temperature": 0.5},
+                                       [{"similarity_temperature": 0.5, "explanation_mode": "shared"}])
+    assert row["kl"] > 1e-4  # batch statistics differ from the moving ones
+    for b, v in zip(before, model.variables):
+        np.testing.assert_array_equal(b, v.numpy())

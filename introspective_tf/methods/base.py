@@ -6,6 +6,9 @@ A method decides only what the backbone learns from. Subclasses override two hoo
   predictions, the self-explanation soft target, ...). It runs before the gradient tape opens.
 * `loss_from_logits(labels, logits, targets)` -- the batch-mean training loss.
 
+A method whose targets come from the training forward pass itself (introspective learning with
+`explanation_mode="shared"`) overrides `training_forward` instead of `targets`.
+
 `train_step` and `test_step` are shared; a method that trains several networks at once (DML) can
 override `train_step` itself. Only the backbone is exported.
 """
@@ -49,12 +52,16 @@ class Method(keras.Model):
     def loss_from_logits(self, labels: tf.Tensor, logits: tf.Tensor, targets: Any) -> tf.Tensor:
         raise NotImplementedError
 
+    def training_forward(self, images: tf.Tensor, labels: tf.Tensor, targets: Any) -> tuple[tf.Tensor, Any]:
+        """(float32 logits, targets) of the training pass; runs inside the training tape."""
+        return tf.cast(self.backbone(images, training=True), tf.float32), targets  # float32 loss under mixed precision
+
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         targets = self.targets(images, labels)
         variables = self.backbone.trainable_variables
         with tf.GradientTape() as tape:
-            logits = tf.cast(self.backbone(images, training=True), tf.float32)  # float32 loss under mixed precision
+            logits, targets = self.training_forward(images, labels, targets)
             loss = self.loss_from_logits(labels, logits, targets)
             total = loss + tf.add_n(self.backbone.losses) if self.backbone.losses else loss
             # As Keras' own train_step: each replica's batch-mean loss is divided by the replica

@@ -5,6 +5,10 @@ inference mode -- see `explanations.py`), the explanations' similarity to the tr
 soft target, and the backbone learns from it as a student learns from a teacher in knowledge
 distillation -- without a teacher. Targets are constants: no second-order gradients.
 
+`explanation_mode` says which forward pass is explained: a separate one in inference mode (default)
+or training mode, or `"shared"`: the training pass itself, so that explaining costs only the
+per-class backward passes -- for Grad-CAM at the last block, a Jacobian of the small head.
+
 What counts as an explanation (`explanation`, `explanation_layer`), how two are compared
 (`similarity`), and whether similarities are computed exactly (C backward passes) or estimated with
 forward-mode products whose cost does not grow with C (`explanation_estimator="jvp"`, `num_probes`)
@@ -18,6 +22,8 @@ import tensorflow as tf
 
 from introspective_tf import explanations, jvp_similarity, soft_targets
 from introspective_tf.methods.base import Method, _check
+
+EXPLANATION_MODES = ("inference", "training", "shared")
 
 
 class Introspective(Method):
@@ -44,7 +50,7 @@ class Introspective(Method):
         _check(similarity_temperature > 0, f"similarity_temperature must be > 0, not {similarity_temperature}")
         _check(0.0 <= epsilon <= 1.0, f"epsilon must be in [0, 1], not {epsilon}")
         _check(soft_target in soft_targets.SOFT_TARGETS, f"soft_target must be one of {soft_targets.SOFT_TARGETS}, not '{soft_target}'")
-        _check(explanation_mode in ("inference", "training"), f"explanation_mode must be inference or training, not '{explanation_mode}'")
+        _check(explanation_mode in EXPLANATION_MODES, f"explanation_mode must be one of {EXPLANATION_MODES}, not '{explanation_mode}'")
         _check(explanation_implementation in explanations.IMPLEMENTATIONS,
                f"explanation_implementation must be one of {explanations.IMPLEMENTATIONS}, not '{explanation_implementation}'")
         _check(explanation in explanations.EXPLANATIONS, f"explanation must be one of {explanations.EXPLANATIONS}, not '{explanation}'")
@@ -59,6 +65,9 @@ class Introspective(Method):
         self.explanation_estimator, self.num_probes = explanation_estimator, num_probes
         self._layer_and_logits = (explanations.with_layer_output(backbone, explanation_layer)
                                   if explanation == "gradcam" else None)
+        self._explained_model = self._layer_and_logits or backbone  # what the shared pass runs
+        # Grad-CAM differentiates only the small head above its layer (the same maps, cheaper).
+        self._head = explanations.head_above(backbone, explanation_layer) if explanation == "gradcam" else None
         self._probe_seed = keras.random.SeedGenerator() if explanation_estimator == "jvp" else None
         self.alpha, self.temperature = alpha, temperature
         self.similarity_temperature, self.soft_target, self.epsilon = similarity_temperature, soft_target, epsilon
@@ -71,6 +80,8 @@ class Introspective(Method):
         return super().metrics + [self.target_true_mass]
 
     def targets(self, images, labels):
+        if self.explanation_mode == "shared":
+            return None  # computed from the training pass itself, in training_forward
         training = self.explanation_mode == "training"
         if self.explanation_estimator == "jvp":
             similarity = jvp_similarity.estimate_similarity(
@@ -81,9 +92,36 @@ class Introspective(Method):
             explained = explanations.all_class_explanations(
                 self.backbone, images, explanation=self.explanation, training=training,
                 implementation=self.explanation_implementation, layer_and_logits=self._layer_and_logits,
+                head=self._head,
             )
-            explained = tf.cast(explained, tf.float32)  # similarity maths in float32, always
-            similarity = soft_targets.similarity_to_true_class(explained, labels, self.similarity)
+            similarity = soft_targets.similarity_to_true_class(tf.cast(explained, tf.float32), labels, self.similarity)
+        return self._soft_target(similarity, labels)
+
+    def training_forward(self, images, labels, targets):
+        if self.explanation_mode != "shared":
+            return super().training_forward(images, labels, targets)
+        return self.shared_forward(images, labels)
+
+    def shared_forward(self, images, labels):
+        """(float32 logits, q) from one training-mode pass, explained from the pass itself.
+
+        The explanation tape records the same ops as the training tape (no extra forward pass); its
+        per-class gradients are held constant, so the training gradient does not go through them.
+        """
+        images = tf.convert_to_tensor(images)
+        images = images if images.dtype.is_floating else tf.cast(images, tf.float32)
+        with tf.GradientTape(persistent=True) as explanation_tape:
+            explanation_tape.watch(images)
+            outputs = self._explained_model(images, training=True)
+        explained = explanations.explanations_from_tape(
+            explanation_tape, images, outputs, explanation=self.explanation,
+            implementation=self.explanation_implementation, head=self._head)
+        del explanation_tape
+        similarity = soft_targets.similarity_to_true_class(tf.cast(explained, tf.float32), labels, self.similarity)
+        logits = outputs[1] if self.explanation == "gradcam" else outputs
+        return tf.cast(logits, tf.float32), self._soft_target(similarity, labels)
+
+    def _soft_target(self, similarity, labels):
         similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
         target = soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
         self.target_true_mass.update_state(tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1))
