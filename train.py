@@ -58,8 +58,8 @@ flags.DEFINE_float("temperature", None, "Student temperature T in KL(q || softma
 flags.DEFINE_float("similarity_temperature", 0.05, "tau in q = softmax(similarity / tau).")
 flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "softmax: q = softmax(s / tau); smoothing: 1 - eps on y, eps spread by softmax(s / tau).")
 flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
-flags.DEFINE_enum("explanation_mode", "inference", list(EXPLANATION_MODES),
-                  "Which pass is explained: a separate inference- or training-mode pass, or the training pass itself (shared).")
+flags.DEFINE_enum("explanation_mode", "auto", list(EXPLANATION_MODES),
+                  "Which pass is explained: a separate inference- or training-mode pass, or the training pass itself (shared); auto: shared for gradcam, else inference.")
 flags.DEFINE_enum("explanation_implementation", "loop", list(IMPLEMENTATIONS), "How all-class input gradients are computed.")
 
 # Scale and reliability (docs/distribution.md).
@@ -112,8 +112,9 @@ def main(argv):
         results = experiment.run(config_from_flags())
     except ConfigError as err:
         sys.exit(f"error: {err}")
+    exported = f"exported to {results['export_dir']}" if results["export_dir"] else "not exported"
     print(f"{results['method']} on {results['dataset']}: {results['eval_split']} accuracy "
-          f"{results['eval_accuracy']:.4f}, loss {results['eval_loss']:.4f}; exported to {results['export_dir']}")
+          f"{results['eval_accuracy']:.4f}, loss {results['eval_loss']:.4f}; {exported}")
 
 
 if __name__ == "__main__":

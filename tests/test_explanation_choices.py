@@ -129,7 +129,7 @@ def test_jvp_moments_exact_where_promised_and_norms_converge(explanation):
 
 
 @pytest.mark.parametrize("hparams", [
-    dict(explanation="gradcam", similarity="pearson"),
+    dict(explanation="gradcam", similarity="pearson", explanation_mode="inference"),
     dict(explanation="gradient_x_input", similarity="neg_l2", explanation_implementation="pfor"),
 ])
 def test_introspective_targets_follow_the_chosen_explanation_and_similarity(hparams):
@@ -232,3 +232,11 @@ def test_agreement_of_a_training_pass_variant_leaves_the_model_unchanged():
     assert row["kl"] > 1e-4  # batch statistics differ from the moving ones
     for b, v in zip(before, model.variables):
         np.testing.assert_array_equal(b, v.numpy())
+
+
+@pytest.mark.parametrize("settings,mode", [
+    ({}, "inference"), ({"explanation": "gradcam"}, "shared"), ({"explanation": "gradient_x_input"}, "inference"),
+    ({"explanation": "gradcam", "explanation_mode": "inference"}, "inference"),
+])
+def test_auto_explanation_mode_shares_the_training_pass_only_for_gradcam(settings, mode):
+    assert methods.build("introspective", models.small_cnn((8, 8, 3), 4), settings).explanation_mode == mode

@@ -5,9 +5,10 @@ inference mode -- see `explanations.py`), the explanations' similarity to the tr
 soft target, and the backbone learns from it as a student learns from a teacher in knowledge
 distillation -- without a teacher. Targets are constants: no second-order gradients.
 
-`explanation_mode` says which forward pass is explained: a separate one in inference mode (default)
-or training mode, or `"shared"`: the training pass itself, so that explaining costs only the
-per-class backward passes -- for Grad-CAM at the last block, a Jacobian of the small head.
+`explanation_mode` says which forward pass is explained: a separate one in inference or training
+mode, or `"shared"`: the training pass itself, so that explaining costs only the per-class backward
+passes -- for Grad-CAM at the last block, a Jacobian of the small head. `"auto"` (default) picks
+shared for Grad-CAM and a separate inference-mode pass for input gradients.
 
 What counts as an explanation (`explanation`, `explanation_layer`), how two are compared
 (`similarity`), and whether similarities are computed exactly (C backward passes) or estimated with
@@ -23,7 +24,16 @@ import tensorflow as tf
 from introspective_tf import explanations, jvp_similarity, soft_targets
 from introspective_tf.methods.base import Method, _check
 
-EXPLANATION_MODES = ("inference", "training", "shared")
+EXPLANATION_MODES = ("auto", "inference", "training", "shared")
+
+
+def resolve_explanation_mode(mode: str, explanation: str, estimator: str = "exact") -> str:
+    """`auto`: Grad-CAM explains the training pass itself (its per-class part is only the small head,
+    so a separate pass would be most of its cost); input gradients use a separate inference-mode pass
+    (their C backward passes dominate, and they would couple the batch through BatchNorm)."""
+    if mode != "auto":
+        return mode
+    return "shared" if explanation == "gradcam" and estimator == "exact" else "inference"
 
 
 class Introspective(Method):
@@ -35,7 +45,7 @@ class Introspective(Method):
         similarity_temperature: float = 0.05,
         soft_target: str = "softmax",
         epsilon: float = 0.1,
-        explanation_mode: str = "inference",
+        explanation_mode: str = "auto",
         explanation_implementation: str = "loop",
         explanation: str = "gradient",
         explanation_layer: str = "last_conv_block",
@@ -58,6 +68,7 @@ class Introspective(Method):
         _check(explanation_estimator in ("exact", "jvp"), f"explanation_estimator must be exact or jvp, not '{explanation_estimator}'")
         _check(explanation_estimator == "exact" or explanation in jvp_similarity.EXPLANATIONS,
                f"explanation_estimator=jvp estimates {jvp_similarity.EXPLANATIONS} explanations, not '{explanation}' (use exact)")
+        explanation_mode = resolve_explanation_mode(explanation_mode, explanation, explanation_estimator)
         _check(explanation_estimator == "exact" or explanation_mode == "inference",
                "explanation_estimator=jvp needs explanation_mode=inference, where examples are independent")
         _check(num_probes >= 1, f"num_probes must be >= 1, not {num_probes}")
