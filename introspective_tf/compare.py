@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import inspect
 import json
 import os
 import shlex
@@ -75,9 +74,7 @@ def method_hparams(method: str, given: dict[str, Any], where: str = "config") ->
     """Every hyper-parameter `method` takes: its constructor defaults, overridden by `given`."""
     if method not in methods.METHODS:
         raise ConfigError(f"{where}: unknown method '{method}': use one of {', '.join(methods.METHODS)}")
-    parameters = inspect.signature(methods.METHODS[method].__init__).parameters
-    defaults = {k: p.default for k, p in parameters.items()
-                if k not in ("self", "backbone") and p.kind is p.POSITIONAL_OR_KEYWORD}
+    defaults = methods.default_hparams(method)
     resolved = dict(defaults)
     for key, value in given.items():
         if key in defaults:

@@ -230,7 +230,9 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         "export_dir": export_dir,
         "resumed_from_epoch": initial_epoch,
         "num_replicas": strategy.num_replicas_in_sync,
-        "config": dataclasses.asdict(config),
+        # Every hyper-parameter, defaults included: a later change of a default cannot make this run
+        # look like one made with the new default (compare.py reuses runs by configuration).
+        "config": {**dataclasses.asdict(config), "hparams": {**methods.default_hparams(config.method), **config.hparams}},
         **calibration_results,
         **(extra_results or {}),
     }

@@ -1,5 +1,6 @@
 """The comparison tool: config parsing, reuse of finished runs, and a short real comparison on cifar10-mini."""
 
+import dataclasses
 import json
 
 import pytest
@@ -44,6 +45,20 @@ def test_a_stored_run_compares_by_its_resolved_hyper_parameters():
     same = {"method": "label_smoothing", "seed": 0, "verbose": 2, "hparams": {"smoothing": 0.1}}
     assert compare.comparable(stored) == compare.comparable(same)
     assert compare.comparable(stored) != compare.comparable({**same, "hparams": {"smoothing": 0.2}})
+
+
+def test_a_run_records_every_hyper_parameter_so_a_new_default_does_not_reuse_it(tmp_path, mini_dataset, monkeypatch):
+    from introspective_tf import experiment, methods
+
+    config = experiment.ExperimentConfig(
+        dataset=mini_dataset, method="label_smoothing", model="small_cnn", epochs=1, steps_per_epoch=1,
+        batch_size=16, eval_split="validation", output_dir=str(tmp_path / "run"), export_dir="none", verbose=0)
+    stored = experiment.run(config)["config"]
+    assert stored["hparams"]["smoothing"] == 0.1  # the default, written down although not given
+    assert compare.comparable(stored) == compare.comparable(dataclasses.asdict(config))
+    defaults = methods.default_hparams("label_smoothing")
+    monkeypatch.setattr(methods, "default_hparams", lambda name: {**defaults, "smoothing": 0.2})
+    assert compare.comparable(stored) != compare.comparable(dataclasses.asdict(config))
 
 
 def _lines(output: str) -> list[str]:

@@ -34,3 +34,10 @@ def build(name: str, backbone: keras.Model, hparams: dict[str, Any] | None = Non
     cls = METHODS[name]
     accepted = inspect.signature(cls.__init__).parameters
     return cls(backbone, **{k: v for k, v in (hparams or {}).items() if k in accepted and k != "backbone"})
+
+
+def default_hparams(name: str) -> dict[str, Any]:
+    """The hyper-parameters method `name` takes, with its constructor's defaults."""
+    parameters = inspect.signature(METHODS[name].__init__).parameters
+    return {k: p.default for k, p in parameters.items()
+            if k not in ("self", "backbone") and p.kind is p.POSITIONAL_OR_KEYWORD}
