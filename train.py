@@ -74,7 +74,8 @@ flags.DEFINE_bool("deterministic", _DEFAULTS.deterministic,
                   "Deterministic ops (tf.config.experimental.enable_op_determinism): same seed, same results.")
 
 # Explanation choices and the fast path (docs/fast_introspection.md).
-flags.DEFINE_enum("explanation", "gradient", list(EXPLANATIONS), "Self-explanation: input gradient, gradient x input, or Grad-CAM.")
+flags.DEFINE_enum("explanation", "gradcam", list(EXPLANATIONS),
+                  "Self-explanation: Grad-CAM at --explanation_layer (default: cost ~1x), input gradient, or gradient x input (exact: C backward passes).")
 flags.DEFINE_string("explanation_layer", "last_conv_block", "Layer whose output Grad-CAM explains with.")
 flags.DEFINE_enum("similarity", "cosine", list(SIMILARITIES), "How a class's explanation is compared with the true class's.")
 flags.DEFINE_enum("explanation_estimator", "exact", ["exact", "jvp"],

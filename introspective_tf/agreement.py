@@ -2,9 +2,9 @@ r"""How closely a cheaper explanation choice reproduces the exact soft targets, 
 
     python -m introspective_tf.agreement --model_path=runs/RUN/model.keras \
         --dataset=folder:../shared/data/cifar10 --eval_split=validation \
-        --variants='explanation_estimator=jvp;num_probes=4,explanation=gradcam'
+        --variants='explanation=gradient;explanation_estimator=jvp;num_probes=4,explanation=gradcam'
 
-For every batch of the evaluation split the reference targets q (introspective's defaults unless
+For every batch of the evaluation split the reference targets q (exact input gradients unless
 --reference says otherwise) and each variant's targets q' are computed on the same images, and the
 table gives the mean KL(q || q') per example and how often the most similar wrong class agrees.
 Variants use the benchmark's `key=value;key=value` syntax.
@@ -36,8 +36,8 @@ def _define_flags() -> None:
     flags.DEFINE_float("validation_split", 0.1, "As in train.py.")
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     flags.DEFINE_integer("batches", 8, "Batches to average over.")
-    flags.DEFINE_string("reference", "", "Settings of the reference targets; empty = introspective's defaults (exact gradients, cosine).")
-    flags.DEFINE_list("variants", ["explanation_estimator=jvp;num_probes=4"], "Settings of the variants to compare.")
+    flags.DEFINE_string("reference", "explanation=gradient", "Settings of the reference targets (default: exact input gradients, cosine).")
+    flags.DEFINE_list("variants", ["explanation=gradcam"], "Settings of the variants to compare.")
 
 
 def target_function(backbone: keras.Model, settings: dict):
@@ -86,7 +86,7 @@ def main(argv):
     variants = [parse_settings(v) for v in FLAGS.variants]
     rows = compare_targets(backbone, data.eval.take(FLAGS.batches), reference, variants)
     print(f"model={FLAGS.model_path} data={FLAGS.dataset} {data.eval_split} batches={FLAGS.batches}x{FLAGS.batch_size} "
-          f"reference={FLAGS.reference or 'defaults'}")
+          f"reference={FLAGS.reference or 'introspective defaults'}")
     print("| variant | mean KL(q_ref || q) | top wrong class agrees |")
     print("|---|---|---|")
     for spec, row in zip(FLAGS.variants, rows):

@@ -13,8 +13,8 @@ DATA=${DATA:-folder:../shared/data/cifar10}
 OUT=${OUT:-runs/explanations-$MODEL}
 PY=${PYTHON:-.venv/bin/python}
 declare -A FLAGS_OF=(
-  [exact]="--method=introspective"
-  [jvp4]="--method=introspective --explanation_estimator=jvp --num_probes=4"
+  [exact]="--method=introspective --explanation=gradient"
+  [jvp4]="--method=introspective --explanation=gradient --explanation_estimator=jvp --num_probes=4"
   [gradcam]="--method=introspective --explanation=gradcam"
   [gradcam_shared]="--method=introspective --explanation=gradcam --explanation_mode=shared"
   [gradcam_shared_tau0.02]="--method=introspective --explanation=gradcam --explanation_mode=shared --similarity_temperature=0.02"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sweep behind the introspective defaults (docs/sweep.md): the soft target's temperature tau, the
+# The sweep behind the introspective defaults (docs/sweep.md), made with exact input gradients: the soft target's temperature tau, the
 # student temperature T, alpha and the target's form, scored on a validation split held out of the
 # training data (never a test split). Runs are in priority order; finished runs are skipped, so the
 # script can be stopped and started again.
@@ -20,13 +20,13 @@ run() {  # run NAME FLAGS...
 }
 introspective() {  # introspective TAU T ALPHA [extra flags]
   local tau=$1 T=$2 alpha=$3; shift 3
-  run "softmax-tau$tau-T$T-alpha$alpha" --method=introspective --soft_target=softmax \
+  run "softmax-tau$tau-T$T-alpha$alpha" --method=introspective --explanation=gradient --soft_target=softmax \
     --similarity_temperature="$tau" --temperature="$T" --alpha="$alpha" "$@"
 }
 run standard --method=standard
 introspective 0.2 1 0.5
 introspective 0.05 1 0.5
-run smoothing-eps0.1-tau0.2-T1-alpha0.5 --method=introspective --soft_target=smoothing \
+run smoothing-eps0.1-tau0.2-T1-alpha0.5 --method=introspective --explanation=gradient --soft_target=smoothing \
   --epsilon=0.1 --similarity_temperature=0.2 --temperature=1 --alpha=0.5
 introspective 0.2 4 0.5
 introspective 0.05 1 0.2

@@ -146,8 +146,9 @@ def test_introspective_targets_follow_the_chosen_explanation_and_similarity(hpar
 def test_jvp_training_step_runs_and_targets_approach_exact():
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(6), _labels(6)
-    exact = methods.build("introspective", model, dict(similarity_temperature=0.5)).targets(images, labels)
-    fast = methods.build("introspective", model, dict(similarity_temperature=0.5, explanation_estimator="jvp", num_probes=1024))
+    exact = methods.build("introspective", model, dict(similarity_temperature=0.5, explanation="gradient")).targets(images, labels)
+    fast = methods.build("introspective", model, dict(similarity_temperature=0.5, explanation="gradient",
+                                                    explanation_estimator="jvp", num_probes=1024))
     kl = tf.reduce_mean(soft_targets.kl_divergence_with_temperature(exact, tf.math.log(fast.targets(images, labels)), 1.0))
     assert kl < 0.01
     fast.compile(optimizer="sgd")
@@ -161,8 +162,8 @@ def test_jvp_training_step_runs_and_targets_approach_exact():
     ({"similarity": "dot"}, "similarity must be"),
     ({"explanation_estimator": "magic"}, "explanation_estimator must be"),
     ({"explanation_estimator": "jvp", "explanation": "gradcam"}, "use exact"),
-    ({"explanation_estimator": "jvp", "num_probes": 0}, "num_probes"),
-    ({"explanation_estimator": "jvp", "explanation_mode": "training"}, "needs explanation_mode=inference"),
+    ({"explanation_estimator": "jvp", "explanation": "gradient", "num_probes": 0}, "num_probes"),
+    ({"explanation_estimator": "jvp", "explanation": "gradient", "explanation_mode": "training"}, "needs explanation_mode=inference"),
     ({"explanation": "gradcam", "explanation_layer": "nope"}, "no layer 'nope'"),
 ])
 def test_bad_explanation_choices_are_config_errors(hparams, message):
@@ -175,8 +176,9 @@ def test_target_agreement_is_zero_kl_for_the_reference_itself_and_positive_other
 
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     batches = [(tf.constant(_images(4, seed)), tf.constant(_labels(4))) for seed in (0, 1)]
-    same, other = agreement.compare_targets(model, batches, {"similarity_temperature": 0.5},
-                                            [{"similarity_temperature": 0.5, "explanation_implementation": "pfor"},
+    exact = {"similarity_temperature": 0.5, "explanation": "gradient"}
+    same, other = agreement.compare_targets(model, batches, exact,
+                                            [{**exact, "explanation_implementation": "pfor"},
                                              {"similarity_temperature": 0.5, "explanation": "gradcam"}])
     assert abs(same["kl"]) < 1e-5 and same["top_wrong_agreement"] == 1.0
     assert other["kl"] > 1e-3
@@ -227,15 +229,15 @@ def test_agreement_of_a_training_pass_variant_leaves_the_model_unchanged():
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     before = [v.numpy() for v in model.variables]
     batches = [(tf.constant(_images(4)), tf.constant(_labels(4)))]
-    (row,) = agreement.compare_targets(model, batches, {"similarity_temperature": 0.5},
-                                       [{"similarity_temperature": 0.5, "explanation_mode": "shared"}])
+    exact = {"similarity_temperature": 0.5, "explanation": "gradient"}
+    (row,) = agreement.compare_targets(model, batches, exact, [{**exact, "explanation_mode": "shared"}])
     assert row["kl"] > 1e-4  # batch statistics differ from the moving ones
     for b, v in zip(before, model.variables):
         np.testing.assert_array_equal(b, v.numpy())
 
 
 @pytest.mark.parametrize("settings,mode", [
-    ({}, "inference"), ({"explanation": "gradcam"}, "shared"), ({"explanation": "gradient_x_input"}, "inference"),
+    ({}, "shared"), ({"explanation": "gradient"}, "inference"), ({"explanation": "gradient_x_input"}, "inference"),
     ({"explanation": "gradcam", "explanation_mode": "inference"}, "inference"),
 ])
 def test_auto_explanation_mode_shares_the_training_pass_only_for_gradcam(settings, mode):

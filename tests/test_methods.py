@@ -15,12 +15,27 @@ def _batch(seed=0, n=6):
     return rng.uniform(0, 255, (n, 8, 8, 3)).astype("float32"), rng.integers(0, 4, n).astype("int32")
 
 
+def _gradcam_of_the_training_pass(backbone, images):
+    """Grad-CAM written out: one tape.gradient per class w.r.t. the last block's training-mode output."""
+    with tf.GradientTape(persistent=True) as tape:
+        features, logits = explanations.with_layer_output(backbone, "last_conv_block")(images, training=True)
+        per_class = [logits[:, c] for c in range(logits.shape[-1])]
+    maps = []
+    for z_c in per_class:
+        weights = tf.reduce_mean(tape.gradient(z_c, features), axis=[1, 2])  # [B, k]
+        maps.append(tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights)))
+    return tf.stack(maps, axis=1)
+
+
 def _expected_loss(name, backbone, images, labels, hparams):
     """The method's loss written out from its definition, independent of the Method classes."""
     logits = backbone(images, training=True)
     if name == "standard":
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-    explained = explanations.per_class_input_gradients_reference(backbone, images)  # inference mode
+    if hparams.get("explanation", "gradcam") == "gradcam":
+        explained = _gradcam_of_the_training_pass(backbone, images)  # the default: explanation_mode=auto -> shared
+    else:
+        explained = explanations.per_class_input_gradients_reference(backbone, images)  # inference mode
     similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
     q = soft_targets.soft_target(similarity, labels, hparams["soft_target"], hparams["similarity_temperature"], hparams["epsilon"])
     return soft_targets.distillation_loss(labels, logits, q, hparams["alpha"], hparams["temperature"])
@@ -30,6 +45,8 @@ def _expected_loss(name, backbone, images, labels, hparams):
     ("standard", {}),
     ("introspective", dict(alpha=0.7, temperature=2.0, similarity_temperature=0.5, soft_target="softmax", epsilon=0.1)),
     ("introspective", dict(alpha=0.5, temperature=1.0, similarity_temperature=0.2, soft_target="smoothing", epsilon=0.3)),
+    ("introspective", dict(alpha=0.7, temperature=2.0, similarity_temperature=0.5, soft_target="softmax", epsilon=0.1,
+                           explanation="gradient")),
 ])
 def test_one_sgd_step_moves_weights_by_the_loss_gradient(name, hparams):
     images, labels = _batch()
@@ -51,7 +68,7 @@ def test_one_sgd_step_moves_weights_by_the_loss_gradient(name, hparams):
 def test_introspective_target_is_a_distribution_peaked_on_the_label():
     images, labels = _batch()
     backbone = models.small_cnn((8, 8, 3), num_classes=4)
-    q = Introspective(backbone, similarity_temperature=0.1).targets(images, labels).numpy()
+    q = Introspective(backbone, similarity_temperature=0.1, explanation="gradient").targets(images, labels).numpy()
     np.testing.assert_allclose(q.sum(-1), 1.0, rtol=1e-5)
     assert np.all(q.argmax(-1) == labels)  # s_y = 1 is the largest cosine
 

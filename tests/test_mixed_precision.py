@@ -24,7 +24,7 @@ def test_introspective_step_under_mixed_precision(policy):
     assert backbone(images).dtype == keras.mixed_precision.global_policy().compute_dtype  # really 16-bit
     explained = explanations.all_class_input_gradients(backbone, images)
     assert explained.dtype == tf.float32 and np.all(np.isfinite(explained))
-    trainer = methods.build("introspective", backbone, {"similarity_temperature": 0.5})
+    trainer = methods.build("introspective", backbone, {"similarity_temperature": 0.5, "explanation": "gradient"})
     target = trainer.targets(images, labels)
     assert target.dtype == tf.float32
     np.testing.assert_allclose(target.numpy().sum(-1), 1.0, rtol=1e-5)

@@ -34,7 +34,8 @@ def model_and_batch():
 @pytest.mark.parametrize("soft_target,tau", [("softmax", 0.1), ("smoothing", 0.5)])
 def test_soft_target_bars_are_the_training_targets(model_and_batch, soft_target, tau):
     backbone, images, labels, _ = model_and_batch
-    method = methods.build("introspective", backbone, {"similarity_temperature": tau, "soft_target": soft_target})
+    method = methods.build("introspective", backbone, {"similarity_temperature": tau, "soft_target": soft_target,
+                                                       "explanation": "gradient"})
     expected = method.targets(tf.constant(images), tf.constant(labels)).numpy()
     explained = visualize.explain(backbone, images, labels, similarity_temperature=tau, soft_target=soft_target,
                                   competitors=2)

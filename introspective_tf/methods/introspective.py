@@ -47,7 +47,7 @@ class Introspective(Method):
         epsilon: float = 0.1,
         explanation_mode: str = "auto",
         explanation_implementation: str = "loop",
-        explanation: str = "gradient",
+        explanation: str = "gradcam",  # as accurate as exact input gradients at ~1x cost: docs/fast_introspection.md
         explanation_layer: str = "last_conv_block",
         similarity: str = "cosine",
         explanation_estimator: str = "exact",
