@@ -19,6 +19,7 @@ from absl import app, flags  # noqa: E402
 from introspective_tf import data as data_lib  # noqa: E402
 from introspective_tf import visualize  # noqa: E402
 from introspective_tf.errors import ConfigError  # noqa: E402
+from introspective_tf.explanations import EXPLANATIONS  # noqa: E402
 from introspective_tf.soft_targets import SOFT_TARGETS  # noqa: E402
 
 flags.DEFINE_string("model_path", None, "SavedModel export, run folder, or model.keras file.", required=True)
@@ -30,6 +31,7 @@ flags.DEFINE_string("output", "explanations.png", "PNG to write.")
 flags.DEFINE_enum("explainer", "saliency", list(visualize.EXPLAINERS), "tf-keras-vis method for the maps.")
 flags.DEFINE_integer("competitors", 2, "Other classes shown beside the true class: the model's top-ranked ones.")
 flags.DEFINE_integer("smooth_samples", 20, "Noisy copies per image for --explainer=smoothgrad.")
+flags.DEFINE_enum("explanation", "gradcam", list(EXPLANATIONS), "Self-explanation the soft target q is made of, as in training.")
 flags.DEFINE_float("similarity_temperature", 0.05, "tau of the soft target q = softmax(similarity / tau), as in training.")
 flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "Soft-target kind, as in training.")
 flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
@@ -54,7 +56,7 @@ def make_figure() -> str:
     explained = visualize.explain(
         model, images, labels, explainer=FLAGS.explainer, competitors=FLAGS.competitors,
         smooth_samples=FLAGS.smooth_samples, similarity_temperature=FLAGS.similarity_temperature,
-        soft_target=FLAGS.soft_target, epsilon=FLAGS.epsilon,
+        soft_target=FLAGS.soft_target, epsilon=FLAGS.epsilon, explanation=FLAGS.explanation,
     )
     return visualize.plot(explained, data.class_names, FLAGS.output, explainer=FLAGS.explainer)
 

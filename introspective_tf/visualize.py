@@ -3,8 +3,8 @@
 For each image one figure row: the image; the explanation of the true class and of the classes the
 model ranks highest among the others (tf-keras-vis `Saliency`, `Gradcam` or SmoothGrad); and a bar
 chart of the soft target q next to the model's prediction p. The maps are for looking; q is computed
-exactly as in training, by `explanations.all_class_input_gradients` and `soft_targets`, so the bars
-show what the method would learn from on these images.
+by the package's own `explanations` and `soft_targets` (the chosen explanation, in inference mode), so
+the bars show what the method would learn from on these images.
 
 Models are loaded from what this project writes: a `model.keras` file, a run folder (holds one), or
 a SavedModel export (holds one in `assets.extra/`, since Grad-CAM needs the Keras layers).
@@ -58,20 +58,24 @@ class Explained:
     labels: np.ndarray  # [B]
     probabilities: np.ndarray  # [B, classes] the model's prediction p
     soft_target: np.ndarray  # [B, classes] q from the self-explanations
-    similarity: np.ndarray  # [B, classes] cosine similarity of each class's input gradient to the true class's
+    similarity: np.ndarray  # [B, classes] cosine similarity of each class's explanation to the true class's
     shown_classes: np.ndarray  # [B, 1 + competitors]: the true class, then the top other predicted classes
     maps: np.ndarray  # [B, 1 + competitors, H, W] explanation maps in [0, 1]
 
 
 def soft_target_and_prediction(
     model: keras.Model, images, labels, *, similarity_temperature: float = 0.05, soft_target: str = "softmax",
-    epsilon: float = 0.1,
+    epsilon: float = 0.1, explanation: str = "gradcam",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q, p, s) for a batch, with the package's own functions, exactly as `Introspective.targets`."""
+    """(q, p, s) for a batch, with the package's own functions, as `Introspective.targets` in inference mode."""
+    if explanation not in explanations.EXPLANATIONS:
+        raise ConfigError(f"unknown explanation '{explanation}': use one of {', '.join(explanations.EXPLANATIONS)}")
     images = tf.convert_to_tensor(images, tf.float32)
     labels = tf.convert_to_tensor(labels, tf.int32)
-    gradients = explanations.all_class_input_gradients(model, images, training=False)
-    similarity = soft_targets.cosine_similarity_to_true_class(gradients, labels)
+    layer = explanations.with_layer_output(model, GRADCAM_LAYER) if explanation == "gradcam" else None
+    head = explanations.head_above(model, GRADCAM_LAYER) if explanation == "gradcam" else None
+    explained = explanations.all_class_explanations(model, images, explanation=explanation, layer_and_logits=layer, head=head)
+    similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
     target = soft_targets.soft_target(similarity, labels, soft_target, similarity_temperature, epsilon)
     probabilities = tf.nn.softmax(model(images, training=False), axis=-1)
     return target.numpy(), probabilities.numpy(), similarity.numpy()
@@ -104,7 +108,7 @@ def explanation_maps(model: keras.Model, images, classes, explainer: str = "sali
 
 def explain(
     model: keras.Model, images, labels, *, explainer: str = "saliency", competitors: int = 2, smooth_samples: int = 20,
-    similarity_temperature: float = 0.05, soft_target: str = "softmax", epsilon: float = 0.1,
+    similarity_temperature: float = 0.05, soft_target: str = "softmax", epsilon: float = 0.1, explanation: str = "gradcam",
 ) -> Explained:
     """Computes everything `plot` draws for a batch of images with their true labels."""
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int64)
@@ -116,7 +120,8 @@ def explain(
     if not 0 <= competitors < num_classes:
         raise ConfigError(f"competitors must be in [0, {num_classes - 1}], not {competitors}")
     target, probabilities, similarity = soft_target_and_prediction(
-        model, images, labels, similarity_temperature=similarity_temperature, soft_target=soft_target, epsilon=epsilon)
+        model, images, labels, similarity_temperature=similarity_temperature, soft_target=soft_target, epsilon=epsilon,
+        explanation=explanation)
     others = np.where(np.eye(num_classes, dtype=bool)[labels], -np.inf, probabilities)
     shown = np.concatenate([labels[:, None], np.argsort(-others, axis=1)[:, :competitors]], axis=1)
     maps = explanation_maps(model, images, shown, explainer, smooth_samples)

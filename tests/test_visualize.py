@@ -31,14 +31,14 @@ def model_and_batch():
     return backbone, images[:4].numpy(), labels[:4].numpy(), data.class_names
 
 
-@pytest.mark.parametrize("soft_target,tau", [("softmax", 0.1), ("smoothing", 0.5)])
-def test_soft_target_bars_are_the_training_targets(model_and_batch, soft_target, tau):
+@pytest.mark.parametrize("soft_target,tau,explanation", [("softmax", 0.1, "gradcam"), ("smoothing", 0.5, "gradient")])
+def test_soft_target_bars_are_the_training_targets(model_and_batch, soft_target, tau, explanation):
     backbone, images, labels, _ = model_and_batch
     method = methods.build("introspective", backbone, {"similarity_temperature": tau, "soft_target": soft_target,
-                                                       "explanation": "gradient"})
+                                                       "explanation": explanation, "explanation_mode": "inference"})
     expected = method.targets(tf.constant(images), tf.constant(labels)).numpy()
     explained = visualize.explain(backbone, images, labels, similarity_temperature=tau, soft_target=soft_target,
-                                  competitors=2)
+                                  competitors=2, explanation=explanation)
     np.testing.assert_allclose(explained.soft_target, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(explained.probabilities, tf.nn.softmax(backbone(images)).numpy(), rtol=1e-5, atol=1e-6)
 

@@ -1,8 +1,8 @@
 """Introspective learning (Gu, Wu & Tresp, ACCV 2020): distil knowledge from online self-explanation.
 
-At every step the backbone explains its prediction for *every* class (input gradients, computed in
-inference mode -- see `explanations.py`), the explanations' similarity to the true class's becomes a
-soft target, and the backbone learns from it as a student learns from a teacher in knowledge
+At every step the backbone explains its prediction for *every* class (by default Grad-CAM maps at its
+last convolutional block; or input gradients, computed in inference mode -- see `explanations.py`),
+the explanations' similarity to the true class's becomes a soft target, and the backbone learns from it as a student learns from a teacher in knowledge
 distillation -- without a teacher. Targets are constants: no second-order gradients.
 
 `explanation_mode` says which forward pass is explained: a separate one in inference or training
