@@ -14,6 +14,8 @@ import statistics
 import sys
 from typing import Any
 
+from introspective_tf import methods
+
 # Columns shown for the method's hyper-parameters, when the runs differ in them.
 HPARAM_COLUMNS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon")
 HPARAM_COLUMNS += ("explanation", "similarity", "explanation_estimator", "num_probes")  # docs/fast_introspection.md
@@ -28,8 +30,20 @@ def load_results(folders: list[str]) -> list[dict[str, Any]]:
     return results
 
 
+def _hparams(result: dict) -> dict[str, Any]:
+    """The run's hyper-parameters; ones it did not record (runs made before results.json recorded every
+    one) count as the method's current defaults."""
+    if result["method"] == "standard":
+        return {}
+    try:
+        defaults = methods.default_hparams(result["method"])
+    except KeyError:  # a method that no longer exists
+        defaults = {}
+    return {**defaults, **result["config"].get("hparams", {})}
+
+
 def _key(result: dict, columns: tuple[str, ...]) -> tuple:
-    hparams = result["config"].get("hparams", {}) if result["method"] != "standard" else {}
+    hparams = _hparams(result)
     return (result["method"], result["model"], *(hparams.get(c, "") for c in columns))
 
 
@@ -42,7 +56,7 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     columns = tuple(c for c in HPARAM_COLUMNS
-                    if len({str(r["config"].get("hparams", {}).get(c)) for r in results if r["method"] != "standard"}) > 1)
+                    if len({str(_hparams(r).get(c)) for r in results if r["method"] != "standard"}) > 1)
     groups: dict[tuple, list[dict]] = {}
     for result in results:
         groups.setdefault(_key(result, columns), []).append(result)
