@@ -161,7 +161,8 @@ def test_jvp_training_step_runs_and_targets_approach_exact():
     ({"explanation": "saliency"}, "explanation must be"),
     ({"similarity": "dot"}, "similarity must be"),
     ({"explanation_estimator": "magic"}, "explanation_estimator must be"),
-    ({"explanation_estimator": "jvp", "explanation": "gradcam"}, "use exact"),
+    ({"explanation_estimator": "jvp", "explanation": "gradcam"}, "add explanation=gradient"),
+    ({"explanation_estimator": "jvp"}, "not 'gradcam'"),  # the default explanation
     ({"explanation_estimator": "jvp", "explanation": "gradient", "num_probes": 0}, "num_probes"),
     ({"explanation_estimator": "jvp", "explanation": "gradient", "explanation_mode": "training"}, "needs explanation_mode=inference"),
     ({"explanation": "gradcam", "explanation_layer": "nope"}, "no layer 'nope'"),

@@ -67,7 +67,8 @@ class Introspective(Method):
         _check(similarity in soft_targets.SIMILARITIES, f"similarity must be one of {soft_targets.SIMILARITIES}, not '{similarity}'")
         _check(explanation_estimator in ("exact", "jvp"), f"explanation_estimator must be exact or jvp, not '{explanation_estimator}'")
         _check(explanation_estimator == "exact" or explanation in jvp_similarity.EXPLANATIONS,
-               f"explanation_estimator=jvp estimates {jvp_similarity.EXPLANATIONS} explanations, not '{explanation}' (use exact)")
+               f"explanation_estimator=jvp estimates {jvp_similarity.EXPLANATIONS} explanations, not '{explanation}' "
+               "(add explanation=gradient, or use explanation_estimator=exact)")
         explanation_mode = resolve_explanation_mode(explanation_mode, explanation, explanation_estimator)
         _check(explanation_estimator == "exact" or explanation_mode == "inference",
                "explanation_estimator=jvp needs explanation_mode=inference, where examples are independent")
