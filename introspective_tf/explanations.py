@@ -1,4 +1,4 @@
-"""Self-explanations: the input gradient of every class logit, for every example of a batch.
+"""Self-explanations of every class logit, for every example of a batch: input gradients and Grad-CAM.
 
 **Why inference mode.** In training mode BatchNorm normalises with the statistics of the batch, so
 logit z_c of example i depends on every other example j, and the batch gradient d(sum_i z_ic)/dx_j
