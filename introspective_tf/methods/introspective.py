@@ -2,12 +2,12 @@
 
 At every step the backbone explains its prediction for *every* class (by default Grad-CAM maps at its
 last convolutional block; or input gradients, computed in inference mode -- see `explanations.py`),
-the explanations' similarity to the true class's becomes a soft target, and the backbone learns from it as a student learns from a teacher in knowledge
-distillation -- without a teacher. Targets are constants: no second-order gradients.
+the explanations' similarity to the true class's becomes a soft target, and the backbone learns from
+it as a student learns from a teacher in knowledge distillation -- without a teacher. Targets are constants: no second-order gradients.
 
 `explanation_mode` says which forward pass is explained: a separate one in inference or training
 mode, or `"shared"`: the training pass itself, so that explaining costs only the per-class backward
-passes -- for Grad-CAM at the last block, a Jacobian of the small head. `"auto"` (default) picks
+passes -- for Grad-CAM at the last block, tiny ones through the pooling and dense head. `"auto"` (default) picks
 shared for Grad-CAM and a separate inference-mode pass for input gradients.
 
 What counts as an explanation (`explanation`, `explanation_layer`), how two are compared
