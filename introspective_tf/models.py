@@ -88,7 +88,7 @@ def small_cnn(input_shape=(32, 32, 3), num_classes: int = 10, weight_decay: floa
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "small_cnn": small_cnn,
-    **{f"resnet{d}": (lambda d: lambda **kw: cifar_resnet(d, **kw))(d) for d in (20, 32, 56, 110)},
+    **{f"resnet{d}": (lambda d: lambda **kw: cifar_resnet(d, **kw))(d) for d in (8, 14, 20, 32, 56, 110)},
 }
 
 
