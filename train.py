@@ -49,6 +49,7 @@ flags.DEFINE_float("validation_split", _DEFAULTS.validation_split, "Fraction of 
 flags.DEFINE_integer("train_limit", _DEFAULTS.train_limit, "Keep only this many training examples; 0 = all.")
 flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the train step (was slower on CPU).")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "Keras fit verbosity: 1 progress bar, 2 a line per epoch.")
+flags.DEFINE_integer("validation_freq", _DEFAULTS.validation_freq, "Evaluate on the eval split every this many epochs (always after the last).")
 
 # Introspective learning (see introspective_tf/methods/introspective.py and docs/sweep.md).
 # --alpha and --temperature are shared with kd; unset, each method uses its own default
@@ -87,7 +88,10 @@ FLAGS = flags.FLAGS
 # Flags that are the method's hyper-parameters; each method takes those its constructor names.
 METHOD_FLAGS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon",
                 "explanation_mode", "explanation_implementation")
-METHOD_FLAGS += ("explanation", "explanation_layer", "similarity", "explanation_estimator", "num_probes")
+flags.DEFINE_float("warmup_epochs", 0.0, "introspective: ramp alpha linearly from 0 over this many epochs (after --introspect_from_epoch).")
+flags.DEFINE_integer("introspect_from_epoch", 0, "introspective: no soft-target term before this epoch (an untrained net's explanations are noise).")
+METHOD_FLAGS += ("explanation", "explanation_layer", "similarity", "explanation_estimator", "num_probes",
+                 "warmup_epochs", "introspect_from_epoch")
 
 # Baselines: label smoothing, confidence penalty, knowledge distillation, deep mutual learning
 # (see introspective_tf/methods/ and docs/baselines.md). kd also takes --alpha and --temperature.
@@ -97,7 +101,11 @@ flags.DEFINE_string("teacher", "", "kd: the teacher, a run's model.keras or a Sa
 flags.DEFINE_enum("kd_target", "full", list(KD_TARGETS),
                   "kd: the teacher's soft targets (full), its GT response with uniform non-GT mass, or shuffled non-GT responses.")
 flags.DEFINE_integer("peers", 2, "dml: networks trained together; the first is exported.")
-METHOD_FLAGS += ("smoothing", "penalty", "teacher", "kd_target", "peers")
+# Teacher-free peers (docs/baselines.md): pskd takes --alpha (alpha_T, default 0.8); tfkd_reg takes
+# --alpha and --temperature (defaults 0.1 and 20) and the two below.
+flags.DEFINE_float("correct_probability", 0.99, "tfkd_reg: the virtual teacher's probability of the true class.")
+flags.DEFINE_float("multiplier", 100.0, "tfkd_reg: scale of the KL term (the authors' code divides it by C).")
+METHOD_FLAGS += ("smoothing", "penalty", "teacher", "kd_target", "peers", "correct_probability", "multiplier")
 
 
 def config_from_flags() -> experiment.ExperimentConfig:

@@ -7,18 +7,24 @@ The config lists one run per line, `NAME --flag=value ...` with train.py's flag 
     common  --dataset=folder:../shared/data/cifar10 --model=small_cnn --epochs=10   # every run
     seeds   0 1                                                                     # each run line, per seed
     report  docs/results.md                          # where to write the report (chart: same name, .png)
+    data    results/compare_cifar10.jsonl            # finished runs, one JSON row each (committed)
     teacher --model=resnet32 --method=standard       # trained once; kd runs without --teacher use it
     standard --method=standard
     kd_full --method=kd --kd_target=full --alpha=0.9 --temperature=4
 
-A run whose results.json already holds the same configuration (after the method's defaults are
-filled in) is reused, not retrained: after changing one line or one method's defaults, re-running
-retrains only what changed. `--notrain` only collects the finished runs.
+Every finished run is a row of the `data` file (its results.json without the loss history, with the
+code version, date and machine: `provenance.py`). A run whose row holds the same configuration (after
+the method's defaults are filled in) *and* the same training code (`code_hash`) is reused, not
+retrained: after changing one line, one method's defaults or the training code, re-running retrains
+only what changed. The report is made from the data file alone: `--notrain` regenerates it on any
+machine without training.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import datetime
 import json
 import os
@@ -28,11 +34,11 @@ import statistics
 import sys
 from typing import Any
 
-from introspective_tf import experiment, methods
+from introspective_tf import experiment, methods, provenance, records
 from introspective_tf.errors import ConfigError
 
 # Fields that change where a run writes or how much it prints, not what it learns.
-_NOT_COMPARED = ("output_dir", "export_dir", "verbose")
+_NOT_COMPARED = ("output_dir", "export_dir", "verbose", "validation_freq")
 _CONFIG_TYPES = {f.name: f.type for f in dataclasses.fields(experiment.ExperimentConfig)}
 TEACHER = "teacher"
 
@@ -102,13 +108,20 @@ def _make_config(flags: dict[str, str], where: str) -> experiment.ExperimentConf
     return config
 
 
-def read_report_path(text: str) -> str:
-    """The config's `report PATH` line, or ""."""
+SETTINGS = ("common", "seeds", "report", "data")
+
+
+def read_setting(text: str, key: str) -> str:
+    """The config's `KEY VALUE` line (`report PATH`, `data PATH`), or ""."""
     for line in text.splitlines():
         tokens = shlex.split(line, comments=True)
-        if len(tokens) == 2 and tokens[0] == "report":
+        if len(tokens) == 2 and tokens[0] == key:
             return tokens[1]
     return ""
+
+
+def read_report_path(text: str) -> str:
+    return read_setting(text, "report")
 
 
 def parse_config(text: str, runs_dir: str) -> tuple[list[RunSpec], RunSpec | None]:
@@ -140,7 +153,7 @@ def parse_config(text: str, runs_dir: str) -> tuple[list[RunSpec], RunSpec | Non
 
     runs, teacher, names = [], None, set()
     for number, name, rest in lines:
-        if name in ("common", "seeds", "report"):
+        if name in SETTINGS:
             continue
         if name in names:
             raise ConfigError(f"line {number}: run name '{name}' is used twice")
@@ -174,14 +187,6 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(config, sort_keys=True, default=str))
 
 
-def _read_results(output_dir: str) -> dict[str, Any] | None:
-    try:
-        with open(os.path.join(output_dir, "results.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def _wanted(run: RunSpec, teacher: RunSpec | None) -> dict[str, Any]:
     wanted = {"config": comparable(dataclasses.asdict(run.config))}
     if run.uses_teacher:
@@ -189,26 +194,40 @@ def _wanted(run: RunSpec, teacher: RunSpec | None) -> dict[str, Any]:
     return wanted
 
 
-def is_done(run: RunSpec, teacher: RunSpec | None) -> bool:
-    """results.json exists and was made by the same configuration (and, for kd, the same teacher)."""
-    results = _read_results(run.config.output_dir)
-    if results is None or "config" not in results:
-        return False
+@functools.lru_cache(maxsize=None)
+def current_code_hash(method: str) -> str:
+    """The training code's version for runs of `method` (provenance.code_hash of its files now)."""
+    return provenance.code_hash(os.path.basename(inspect.getfile(methods.get(method))))
+
+
+def _found(row: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        found = {"config": comparable(results["config"])}
-    except ConfigError:  # a method that no longer exists
-        return False
-    if run.uses_teacher:
-        found["teacher"] = results.get("teacher")
-        if isinstance(found["teacher"], dict):
-            found["teacher"] = {k: v for k, v in _with_new_fields(found["teacher"]).items() if k not in _NOT_COMPARED}
-    return found == _wanted(run, teacher)
+        found = {"config": comparable(row["config"])}
+    except (ConfigError, KeyError):  # a method that no longer exists, or not a run row
+        return None
+    if isinstance(row.get("teacher"), dict):
+        found["teacher"] = comparable(row["teacher"])
+    return found
 
 
-def train(run: RunSpec, teacher: RunSpec | None) -> dict[str, Any]:
-    """Trains `run` in this process. A stale run folder this tool made (another configuration) is
-    cleared first; a crashed run of the same configuration resumes from its backup. A folder this
-    tool did not make is never touched."""
+def finished_row(run: RunSpec, teacher: RunSpec | None, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest row of `rows` made by the same configuration (for kd, the same teacher) and the same
+    training code as `run` would be now; None if there is none."""
+    wanted, code = _wanted(run, teacher), current_code_hash(run.config.method)
+    for row in reversed(rows):
+        if row.get("provenance", {}).get("code_hash") == code and _found(row) == wanted:
+            return row
+    return None
+
+
+def is_done(run: RunSpec, teacher: RunSpec | None, rows: list[dict[str, Any]]) -> bool:
+    return finished_row(run, teacher, rows) is not None
+
+
+def train(run: RunSpec, teacher: RunSpec | None, data_path: str | None = None) -> dict[str, Any]:
+    """Trains `run` in this process and adds its row to `data_path`. A stale run folder this tool made
+    (another configuration) is cleared first; a crashed run of the same configuration resumes from its
+    backup. A folder this tool did not make is never touched."""
     import keras
 
     wanted = _wanted(run, teacher)
@@ -229,7 +248,10 @@ def train(run: RunSpec, teacher: RunSpec | None) -> dict[str, Any]:
     experiment.write_json(marker, wanted)
     keras.backend.clear_session()
     extra = {"compare_run": run.name, **({"teacher": wanted["teacher"]} if run.uses_teacher else {})}
-    return experiment.run(dataclasses.replace(run.config, hparams=dict(run.config.hparams)), extra_results=extra)
+    results = experiment.run(dataclasses.replace(run.config, hparams=dict(run.config.hparams)), extra_results=extra)
+    if data_path:
+        records.add(data_path, records.row_from_results(results))
+    return results
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -243,32 +265,44 @@ def _flags_text(run: RunSpec) -> str:
     return " ".join(f"--{k}={v}" for k, v in run.flags.items() if k != "method") or "-"
 
 
-def group_results(runs: list[RunSpec], teacher: RunSpec | None) -> list[tuple[RunSpec, list[dict]]]:
-    """[(first spec of a line, finished results of its seeds)] in config order, the teacher last."""
+def group_results(runs: list[RunSpec], teacher: RunSpec | None, rows: list[dict]) -> list[tuple[RunSpec, list[dict]]]:
+    """[(first spec of a line, finished rows of its seeds)] in config order, the teacher last."""
     groups: dict[str, tuple[RunSpec, list[dict]]] = {}
     for run in runs + ([teacher] if teacher else []):
         groups.setdefault(run.name, (run, []))
-        if is_done(run, teacher):
-            groups[run.name][1].append(_read_results(run.config.output_dir))
+        row = finished_row(run, teacher, rows)
+        if row is not None:
+            groups[run.name][1].append(row)
     return list(groups.values())
+
+
+def _train_accuracy(row: dict) -> float | None:
+    """The last epoch's running training accuracy (augmented images, training mode), as `fit` reports it."""
+    return row.get("final_train_metrics", {}).get("accuracy")
 
 
 def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
     eval_split = next((r[0]["eval_split"] for _, r in groups if r), "eval")
-    header = ["run", "method", "model", "flags", "seeds", f"{eval_split} accuracy %", f"{eval_split} NLL", "ECE %", "s/step"]
+    header = ["run", "method", "model", "flags", "seeds", f"{eval_split} accuracy %", "train accuracy %",
+              f"{eval_split} NLL", "ECE %", "s/step", "x standard"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    standard = [r["seconds_per_step"] for run, results in groups if run.config.method == "standard" and run.name != TEACHER
+                for r in results if r.get("seconds_per_step")]
     for run, results in groups:
         if not results:
-            cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run", "-", "-", "-"]
+            cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run"] + ["-"] * 5
         else:
             steps = [r["seconds_per_step"] for r in results if r.get("seconds_per_step")]
             eces = [r["eval_ece"] for r in results if r.get("eval_ece") is not None]  # runs since calibration
+            train = [a for a in map(_train_accuracy, results) if a is not None]
             cells = [run.name, run.config.method, run.config.model, f"`{_flags_text(run)}`",
                      ", ".join(str(r["config"]["seed"]) for r in results),
                      _mean_std([r["eval_accuracy"] for r in results], 100),
+                     _mean_std(train, 100) if train else "-",
                      _mean_std([r["eval_loss"] for r in results], 1, 3),
                      _mean_std(eces, 100) if eces else "-",
-                     f"{statistics.median(steps):.3f}" if steps else "-"]
+                     f"{statistics.median(steps):.3f}" if steps else "-",
+                     f"{statistics.median(steps) / statistics.median(standard):.2f}" if steps and standard else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -305,6 +339,19 @@ def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -
     plt.close(figure)
 
 
+def provenance_summary(rows: list[dict]) -> str:
+    """Which code, when and where: commits, training-code hashes, dates and machines of `rows`."""
+    origins = [r.get("provenance", {}) for r in rows]
+    commits = sorted({(o.get("git_commit") or "unknown")[:10] + (" (modified)" if o.get("git_dirty") else "") for o in origins})
+    dates = sorted(o["date"][:10] for o in origins if o.get("date"))
+    machines = sorted({f"{o['machine']['cpu']}, {o['machine']['cpu_count']} cores"
+                       + (f" + {'/'.join(o['machine']['accelerators'])}" if o["machine"].get("accelerators") else ", no GPU")
+                       for o in origins if o.get("machine")})
+    when = f"between {dates[0]} and {dates[-1]}" if dates and dates[0] != dates[-1] else (f"on {dates[0]}" if dates else "at unknown dates")
+    return (f"{when} from commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, one at a time, on "
+            f"{'; '.join(machines) or 'unrecorded machines'}")
+
+
 def report(groups, config_path: str, chart_path: str, report_path: str) -> str:
     """The Markdown report: how the numbers were made (budget, data, seeds, machine), table, chart."""
     finished = [r for _, results in groups for r in results]
@@ -333,12 +380,15 @@ def report(groups, config_path: str, chart_path: str, report_path: str) -> str:
             f"Scored on the {r['eval_split']} split ({r['num_eval']} images"
             + (" held out of the training images, never trained on; no test split is used" if r["eval_split"] == "validation" else "")
             + ")." + (f" Teacher for kd: {budget(teacher[0])}, seed {teacher[0]['config']['seed']}." if teacher else ""),
-            f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min "
-            f"over {len(finished)} runs, one at a time, on a {os.cpu_count()}-core CPU without GPU shared with other jobs.",
+            f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min over {len(finished)} runs "
+            f"made {provenance_summary(finished)}.",
             "",
-            "Accuracy, NLL and ECE (15 bins): mean ± std over seeds. s/step: median over seeds of each run's median training-step "
-            "wall time (first step of each epoch excluded); the machine was shared, so compare ratios, not "
-            "absolute times. Each run's flags are the config's `common` line plus its own.",
+            "Accuracy, NLL and ECE (15 bins): mean ± std over seeds, on the held-out split. Train accuracy: the last "
+            "epoch's running accuracy on the augmented training images, as `fit` reports it. s/step: median over "
+            "seeds of each run's median training-step wall time (first step of each epoch excluded); x standard: "
+            "that over the standard rows' median. Runs were made at different times and machines may have been "
+            "busy, so read step times as rough ratios; `python -m introspective_tf.benchmark` measures them "
+            "in one process. Each run's flags are the config's `common` line plus its own.",
             "",
         ]
     lines += [markdown_table(groups), "", f"![accuracy, NLL and seconds per step]({os.path.relpath(chart_path, os.path.dirname(report_path) or '.')})", ""]
@@ -346,7 +396,7 @@ def report(groups, config_path: str, chart_path: str, report_path: str) -> str:
 
 
 def compare(config_path: str, runs_dir: str = "", report_path: str = "", chart_path: str = "",
-            train_missing: bool = True) -> list[tuple[RunSpec, list[dict]]]:
+            train_missing: bool = True, data_path: str = "") -> list[tuple[RunSpec, list[dict]]]:
     """Trains what is missing (the teacher first), then writes the report and the chart."""
     try:
         with open(config_path) as f:
@@ -357,29 +407,38 @@ def compare(config_path: str, runs_dir: str = "", report_path: str = "", chart_p
     runs_dir = runs_dir or os.path.join("runs", stem)
     report_path = report_path or read_report_path(text) or os.path.join(runs_dir, "results.md")
     chart_path = chart_path or os.path.splitext(report_path)[0] + ".png"
+    data_path = data_path or read_setting(text, "data") or os.path.join(runs_dir, "runs.jsonl")
     runs, teacher = parse_config(text, runs_dir)
+    rows = records.read(data_path)
     seeds_order = list(dict.fromkeys(r.config.seed for r in runs))
     # Seed by seed: if time runs out, every method has its first seeds.
     order = ([teacher] if teacher and any(r.uses_teacher for r in runs) else []) + sorted(runs, key=lambda r: seeds_order.index(r.config.seed))
     failures = []
     for number, run in enumerate(order, 1):
-        if is_done(run, teacher):
-            print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: reusing {run.config.output_dir}", flush=True)
+        if is_done(run, teacher, rows):
+            print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: reusing a row of {data_path}", flush=True)
         elif train_missing:
-            if run.uses_teacher and not is_done(teacher, teacher):
-                failures.append(f"{run.name} seed {run.config.seed}: no teacher")
-                continue
+            if run.uses_teacher and not os.path.exists(run.config.hparams["teacher"]):
+                # The teacher's row may be data from another machine: its model file is not.
+                print(f"[{number}/{len(order)}] {TEACHER} seed {teacher.config.seed}: training (kd needs its model file)", flush=True)
+                try:
+                    train(teacher, teacher, data_path)
+                except ConfigError as err:
+                    failures.append(f"{run.name} seed {run.config.seed}: no teacher ({err})")
+                    continue
+                rows = records.read(data_path)
             print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: training", flush=True)
             try:
-                train(run, teacher)
+                train(run, teacher, data_path)
+                rows = records.read(data_path)
             except ConfigError as err:
                 failures.append(f"{run.name} seed {run.config.seed}: {err}")
                 print(f"error: {failures[-1]}", file=sys.stderr, flush=True)
         else:
             print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: missing", flush=True)
-    groups = group_results(runs, teacher)
+    groups = group_results(runs, teacher, rows)
     if not any(results for _, results in groups):
-        raise ConfigError(f"no finished run under {runs_dir}")
+        raise ConfigError(f"no finished run of this config in {data_path}")
     for path in (report_path, chart_path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     bar_chart(groups, chart_path, f"{stem}: mean ± std over seeds")
@@ -398,7 +457,7 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     try:
-        compare(FLAGS.config, FLAGS.runs_dir, FLAGS.report, FLAGS.chart, FLAGS.train)
+        compare(FLAGS.config, FLAGS.runs_dir, FLAGS.report, FLAGS.chart, FLAGS.train, FLAGS.data)
     except ConfigError as err:
         sys.exit(f"error: {err}")
 
@@ -412,4 +471,5 @@ if __name__ == "__main__":
     flags.DEFINE_string("report", "", "Markdown report to write; default <runs_dir>/results.md.")
     flags.DEFINE_string("chart", "", "PNG bar chart to write; default the report's path with .png.")
     flags.DEFINE_bool("train", True, "Train missing runs; --notrain only collects finished ones.")
+    flags.DEFINE_string("data", "", "JSON-lines file of finished runs; default the config's data line, else <runs_dir>/runs.jsonl.")
     app.run(main)

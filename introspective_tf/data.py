@@ -129,13 +129,16 @@ def load(
     train_limit: int = 0,
     seed: int = 0,
     augment: bool | None = None,
+    example_index: bool = False,
 ) -> Data:
     """Builds the training and evaluation pipelines.
 
     `eval_split="test"` evaluates on the test split when the dataset has one; otherwise (or with
     `eval_split="validation"`) the last `validation_split` of the (deterministically shuffled) training
     split is held out and evaluated instead, and never trained on. `train_limit` > 0 keeps only that
-    many training examples (for quick runs and sweeps).
+    many training examples (for quick runs and sweeps). `example_index=True` makes training batches
+    `((images, index), labels)`, `index` the example's position in [0, num_train) whatever the
+    shuffle, for methods that keep per-example state (PS-KD); the order of examples is unchanged.
     """
     if dataset.startswith(FOLDER_PREFIX):
         builder = _load_folder(dataset[len(FOLDER_PREFIX):])
@@ -171,7 +174,7 @@ def load(
         augment = image_shape[0] >= 24 and image_shape[-1] == 3  # flips and crops suit natural images only
     num_classes = builder.info.features["label"].num_classes
     return Data(
-        train=_train_pipeline(train, image_shape, batch_size, seed, augment),
+        train=_train_pipeline(train, image_shape, batch_size, seed, augment, example_index),
         eval=_eval_pipeline(evaluation, image_shape, batch_size),
         eval_split=split_name,
         num_classes=num_classes,
@@ -212,15 +215,25 @@ def augment_cifar(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
 
 
-def _train_pipeline(ds, image_shape, batch_size, seed, augment) -> tf.data.Dataset:
-    ds = _decoded(ds, image_shape).shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+def _train_pipeline(ds, image_shape, batch_size, seed, augment, example_index=False) -> tf.data.Dataset:
+    ds = _decoded(ds, image_shape)
+    if example_index:  # numbered before the shuffle: the number names the example, not its position
+        ds = ds.enumerate().map(lambda index, pair: (pair[0], pair[1], tf.cast(index, tf.int32)))
+    else:
+        ds = ds.map(lambda image, label: (image, label, tf.constant(-1, tf.int32)))
+    ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     if augment:
         # One independent random stream per example, reproducible from --seed.
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
         ds = ds.map(
-            lambda pair, s: (augment_cifar(pair[0], s), pair[1]), num_parallel_calls=tf.data.AUTOTUNE
+            lambda example, s: (augment_cifar(example[0], s), *example[1:]), num_parallel_calls=tf.data.AUTOTUNE
         )
-    ds = ds.map(lambda image, label: (tf.cast(image, tf.float32), label), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def inputs_and_label(image, label, index):
+        image = tf.cast(image, tf.float32)
+        return ((image, index), label) if example_index else (image, label)
+
+    ds = ds.map(inputs_and_label, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -8,6 +8,7 @@ under a `tf.distribute` strategy, with the crash-safe backup and checkpoint call
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from introspective_tf import data as data_lib
-from introspective_tf import calibration, distribute, export, methods, models, resume
+from introspective_tf import calibration, distribute, export, methods, models, provenance, resume
 from introspective_tf.errors import ConfigError
 
 
@@ -47,6 +48,7 @@ class ExperimentConfig:
     train_limit: int = 0  # >0: keep only that many training examples
     jit_compile: bool = False
     verbose: int = 1  # Keras fit verbosity: 1 progress bar, 2 one line per epoch, 0 silent
+    validation_freq: int = 1  # evaluate on the eval split every this many epochs (and always at the end)
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's hyper-parameters
     # Scale and reliability (docs/distribution.md).
     strategy: str = "default"  # default | mirrored | multiworker | tpu
@@ -70,6 +72,7 @@ class ExperimentConfig:
             (self.schedule in ("cosine", "step"), f"schedule must be cosine or step, not '{self.schedule}'"),
             (self.steps_per_epoch >= 0, f"steps_per_epoch must be >= 0, not {self.steps_per_epoch}"),
             (self.train_limit >= 0, f"train_limit must be >= 0, not {self.train_limit}"),
+            (self.validation_freq >= 1, f"validation_freq must be >= 1, not {self.validation_freq}"),
             (self.strategy in distribute.STRATEGIES,
              f"unknown strategy '{self.strategy}': use one of {', '.join(distribute.STRATEGIES)}"),
             (self.mixed_precision in PRECISIONS,
@@ -133,6 +136,8 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     Run again with the same config after an interruption, it continues from the last finished epoch.
     """
     config.validate()
+    method_class = methods.get(config.method)
+    origin = provenance.record(os.path.basename(inspect.getfile(method_class)))  # the code as it is now, at the start
     strategy = distribute.make_strategy(config.strategy, config.tpu)  # before any other TensorFlow work
     distribute.check_batch_size(config.batch_size, strategy)
     chief = distribute.is_chief(strategy)
@@ -151,7 +156,7 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
         with strategy.scope(), data_lib.naming_unreadable_images(config.dataset):
-            return _train(config, strategy, output_dir, export_dir, extra_results)
+            return _train(config, strategy, output_dir, export_dir, {"provenance": origin, **(extra_results or {})})
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -160,6 +165,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     data = data_lib.load(
         config.dataset, batch_size=config.batch_size, data_dir=config.data_dir, eval_split=config.eval_split,
         validation_split=config.validation_split, train_limit=config.train_limit, seed=config.seed,
+        example_index=methods.get(config.method).needs_example_index,
     )
     full_epoch = data.num_train // config.batch_size
     if full_epoch == 0:
@@ -170,6 +176,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     if config.sync_batchnorm and strategy.num_replicas_in_sync > 1:
         distribute.synchronize_batchnorm(backbone)
     method = methods.build(config.method, backbone, config.hparams)
+    method.plan(num_train=data.num_train, steps_per_epoch=steps_per_epoch, epochs=config.epochs)
     method.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=config.jit_compile)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         distribute.prepare_for_multiworker(method)
@@ -191,7 +198,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     start = time.perf_counter()
     history = method.fit(
         data.train.repeat(), epochs=config.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
-        validation_data=data.eval, callbacks=callbacks, verbose=config.verbose,
+        validation_data=data.eval, validation_freq=config.validation_freq, callbacks=callbacks, verbose=config.verbose,
     )
     train_seconds = time.perf_counter() - start
     train_loss = history.history.get("loss", [])

@@ -24,11 +24,15 @@ def teacher_export(tmp_path_factory):
     ("--method=dml", "--peers=2"),
     ("--method=label_smoothing", "--smoothing=0.2"),
     ("--method=confidence_penalty", "--penalty=0.2"),
+    ("--method=pskd", "--alpha=0.8"),
+    ("--method=tfkd_reg", "--alpha=0.1", "--temperature=20", "--multiplier=10"),
 ])
 def test_train_py_trains_and_exports_the_first_network(tmp_path, mini_dataset, teacher_export, flags):
     _train(tmp_path, mini_dataset, "--epochs=2", "--steps_per_epoch=3", "--batch_size=32", f"--teacher={teacher_export}", *flags)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["method"] == flags[0].split("=")[1] and len(results["train_loss_history"]) == 2
+    given = dict(flag[2:].split("=") for flag in flags[1:])
+    assert {k: str(results["config"]["hparams"][k]) for k in given} == {k: str(float(v)) if k != "peers" and "target" not in k else v for k, v in given.items()}
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     trained = keras.models.load_model(tmp_path / "run" / "model.keras")
     served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"](images=tf.constant(images))

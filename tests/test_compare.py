@@ -2,10 +2,11 @@
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 
-from introspective_tf import compare
+from introspective_tf import compare, records
 from introspective_tf.errors import ConfigError
 
 COMMON = ("common --dataset={data} --model=small_cnn --epochs=1 --steps_per_epoch=3 --batch_size=32 "
@@ -65,7 +66,7 @@ def _lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("[")]
 
 
-def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_dataset, capsys):
+def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_dataset, capsys, monkeypatch):
     config = tmp_path / "mini.cfg"
     report = tmp_path / "docs" / "results.md"
     text = (COMMON.format(data=mini_dataset) + f"report {report}\nseeds 0\n"
@@ -91,13 +92,25 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     compare.compare(str(config), str(runs_dir))
     status = {line.split(" seed")[0].split("] ")[1]: line.split(": ")[1] for line in _lines(capsys.readouterr().out)}
     assert status.pop("label_smoothing") == "training"
-    assert status == {name: f"reusing {runs_dir}/{name}-seed0" for name in ("teacher", "confidence_penalty", "kd", "kd_uniform_non_gt")}
+    data = runs_dir / "runs.jsonl"
+    assert status == {name: f"reusing a row of {data}" for name in ("teacher", "confidence_penalty", "kd", "kd_uniform_non_gt")}
     assert json.loads((runs_dir / "label_smoothing-seed0" / "results.json").read_text())["config"]["hparams"]["smoothing"] == 0.2
+    rows = records.read(str(data))
+    assert len(rows) == 6 and all(r["provenance"]["code_hash"] and r["provenance"]["machine"]["cpu_count"] for r in rows)
+    assert "train_loss_history" not in rows[0] and 0.0 <= rows[0]["final_train_metrics"]["accuracy"] <= 1.0
 
-    # --notrain collects what exists and marks the rest.
+    # --notrain makes the report from the data file alone (no run folders), and marks what is missing.
+    shutil.rmtree(runs_dir / "kd-seed0")
     config.write_text(text + "dml --method=dml\n")
     compare.compare(str(config), str(runs_dir), train_missing=False)
-    assert "| dml | dml | small_cnn | - | 0 | not run | - | - |" in report.read_text()
+    markdown = report.read_text()
+    assert "| dml | dml | small_cnn | - | 0 | not run | - | - |" in markdown
+    assert "| kd | kd | small_cnn |" in markdown and "| kd | kd | small_cnn | - | 0 |" not in markdown
+
+    # Other training code: no row is reused.
+    monkeypatch.setattr(compare, "current_code_hash", lambda method: "another-version")
+    with pytest.raises(ConfigError, match="no finished run of this config"):
+        compare.compare(str(config), str(runs_dir), train_missing=False)
 
 
 def test_a_folder_the_tool_did_not_make_is_never_overwritten(tmp_path):
@@ -105,7 +118,19 @@ def test_a_folder_the_tool_did_not_make_is_never_overwritten(tmp_path):
     folder = tmp_path / "a-seed0"
     folder.mkdir()
     (folder / "results.json").write_text(json.dumps({"config": {"method": "standard", "seed": 9}}))
-    assert not compare.is_done(runs[0], None)
     with pytest.raises(ConfigError, match="did not make"):
         compare.train(runs[0], None)
     assert json.loads((folder / "results.json").read_text())["config"]["seed"] == 9
+
+
+def test_run_data_rows_replace_reruns_and_bad_lines_are_one_line_errors(tmp_path):
+    path = str(tmp_path / "data" / "runs.jsonl")
+    row = {"compare_run": "a", "config": {"seed": 0, "output_dir": "x"}, "provenance": {"code_hash": "h"}, "eval_accuracy": 0.5}
+    records.add(path, row)
+    records.add(path, {**row, "config": {"seed": 1}})
+    records.add(path, {**row, "config": {"seed": 0, "output_dir": "y"}, "eval_accuracy": 0.6})  # a rerun of seed 0
+    assert [(r["config"]["seed"], r["eval_accuracy"]) for r in records.read(path)] == [(1, 0.5), (0, 0.6)]
+    with open(path, "a") as f:
+        f.write("{not json\n")
+    with pytest.raises(ConfigError, match="line 3: not a JSON row"):
+        records.read(path)

@@ -66,10 +66,13 @@ def _one_step(name, strategy, initial_weights, images, labels, sync_batchnorm):
         if sync_batchnorm:
             distribute.synchronize_batchnorm(backbone)
         trainer = _build(name, backbone)
+        trainer.plan(num_train=len(labels), steps_per_epoch=1, epochs=2)
         trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5, momentum=0.9))
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(len(labels))
-    trainer.fit(dataset, epochs=1, verbose=0)
-    return [w.numpy() for w in backbone.weights]  # trainable and BatchNorm moving statistics
+    inputs = (images, np.arange(len(labels), dtype="int32")[::-1].copy()) if trainer.needs_example_index else images
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(len(labels))
+    trainer.fit(dataset, epochs=2, verbose=0)  # two steps: the second reads what the first stored (PS-KD)
+    # Trainable weights, BatchNorm moving statistics and per-example stores (PS-KD's predictions).
+    return [w.numpy() for w in backbone.weights] + [w.numpy() for w in trainer.non_trainable_weights if w.shape.rank == 2 and w.shape[0] == len(labels)]
 
 
 def _batch(n=16, seed=0):

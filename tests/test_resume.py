@@ -34,9 +34,10 @@ def _history_epochs(run_dir):
     return [int(line.split(",")[0]) for line in lines[1:]]
 
 
-def test_sigkill_mid_training_then_same_command_resumes_and_finishes(tmp_path, mini_dataset):
+@pytest.mark.parametrize("method", ["introspective", "pskd"])  # pskd: its per-example store is in the backup
+def test_sigkill_mid_training_then_same_command_resumes_and_finishes(tmp_path, mini_dataset, method):
     run_dir = tmp_path / "run"
-    command = _command(mini_dataset, run_dir, "--method=introspective", "--epochs=5", "--batch_size=20",
+    command = _command(mini_dataset, run_dir, f"--method={method}", "--epochs=5", "--batch_size=20",
                        "--steps_per_epoch=15", "--train_limit=300")
     state = run_dir / "backup" / "state.json"
     process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,6 +16,8 @@ from introspective_tf.methods.label_smoothing import LabelSmoothing
 from introspective_tf.methods.confidence_penalty import ConfidencePenalty
 from introspective_tf.methods.kd import KnowledgeDistillation
 from introspective_tf.methods.dml import DeepMutualLearning
+from introspective_tf.methods.pskd import ProgressiveSelfKD
+from introspective_tf.methods.tfkd import TeacherFreeKD
 
 METHODS: dict[str, type[Method]] = {
     "standard": Standard,
@@ -24,14 +26,21 @@ METHODS: dict[str, type[Method]] = {
     "confidence_penalty": ConfidencePenalty,
     "kd": KnowledgeDistillation,
     "dml": DeepMutualLearning,
+    "pskd": ProgressiveSelfKD,
+    "tfkd_reg": TeacherFreeKD,
 }
+
+
+def get(name: str) -> type[Method]:
+    """The method class registered as `name`."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method '{name}': use one of {', '.join(METHODS)}")
+    return METHODS[name]
 
 
 def build(name: str, backbone: keras.Model, hparams: dict[str, Any] | None = None) -> Method:
     """Wraps `backbone` in method `name`, passing it those `hparams` its constructor takes."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method '{name}': use one of {', '.join(METHODS)}")
-    cls = METHODS[name]
+    cls = get(name)
     accepted = inspect.signature(cls.__init__).parameters
     return cls(backbone, **{k: v for k, v in (hparams or {}).items() if k in accepted and k != "backbone"})
 

@@ -10,7 +10,10 @@ A method whose targets come from the training forward pass itself (introspective
 `explanation_mode="shared"`) overrides `training_forward` instead of `targets`.
 
 `train_step` and `test_step` are shared; a method that trains several networks at once (DML) can
-override `train_step` itself. Only the backbone is exported.
+override `train_step` itself, and one that keeps per-example state (PS-KD) sets `needs_example_index`
+to receive `((images, index), labels)` batches and wraps `fit_step`. `plan(...)` tells a method the
+size of the training run before `fit` (per-example stores, schedules by epoch). Only the backbone is
+exported.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def _check(condition: bool, message: str) -> None:
 class Method(keras.Model):
     """Base class: wraps `backbone` (images -> logits); `call` is the backbone's prediction."""
 
+    needs_example_index = False  # True: training batches are ((images, index), labels), index in [0, num_train)
+
     def __init__(self, backbone: keras.Model, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
@@ -38,6 +43,16 @@ class Method(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.built = backbone.built  # all weights live in the (already built) backbone
+        self.steps_per_epoch, self.epochs = 1, 1  # set by `plan`
+
+    def plan(self, num_train: int, steps_per_epoch: int, epochs: int) -> None:
+        """Called once before `fit` (and before a resume restores state) with the run's size."""
+        self.steps_per_epoch, self.epochs = max(1, int(steps_per_epoch)), max(1, int(epochs))
+
+    def epoch(self) -> tf.Tensor:
+        """The 0-based epoch of the current step, as float32, from the optimizer's step count (so it
+        survives a resume and needs no callback)."""
+        return tf.cast(self.optimizer.iterations // self.steps_per_epoch, tf.float32)
 
     @property
     def metrics(self):
@@ -58,7 +73,11 @@ class Method(keras.Model):
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        targets = self.targets(images, labels)
+        self.fit_step(images, labels, self.targets(images, labels))
+        return {m.name: m.result() for m in self.metrics}
+
+    def fit_step(self, images: tf.Tensor, labels: tf.Tensor, targets: Any) -> tf.Tensor:
+        """One optimizer step on the backbone with `targets` held constant; returns the float32 logits."""
         variables = self.backbone.trainable_variables
         with tf.GradientTape() as tape:
             logits, targets = self.training_forward(images, labels, targets)
@@ -71,7 +90,7 @@ class Method(keras.Model):
         self.optimizer.apply(tape.gradient(total, variables), variables)
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(labels, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return logits
 
     def test_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -13,7 +13,8 @@ shared for Grad-CAM and a separate inference-mode pass for input gradients.
 What counts as an explanation (`explanation`, `explanation_layer`), how two are compared
 (`similarity`), and whether similarities are computed exactly (C backward passes) or estimated with
 forward-mode products whose cost does not grow with C (`explanation_estimator="jvp"`, `num_probes`)
-are constructor arguments; docs/fast_introspection.md has the measured trade-offs.
+are constructor arguments; docs/fast_introspection.md has the measured trade-offs. `introspect_from_epoch` and
+`warmup_epochs` hold the soft-target weight at 0 for the first epochs and then ramp it up.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Introspective(Method):
         similarity: str = "cosine",
         explanation_estimator: str = "exact",
         num_probes: int = 4,
+        warmup_epochs: float = 0.0,
+        introspect_from_epoch: int = 0,
         **kwargs,
     ):
         super().__init__(backbone, **kwargs)
@@ -73,6 +76,9 @@ class Introspective(Method):
         _check(explanation_estimator == "exact" or explanation_mode == "inference",
                "explanation_estimator=jvp needs explanation_mode=inference, where examples are independent")
         _check(num_probes >= 1, f"num_probes must be >= 1, not {num_probes}")
+        _check(warmup_epochs >= 0, f"warmup_epochs must be >= 0, not {warmup_epochs}")
+        _check(introspect_from_epoch >= 0, f"introspect_from_epoch must be >= 0, not {introspect_from_epoch}")
+        self.warmup_epochs, self.introspect_from_epoch = warmup_epochs, introspect_from_epoch
         self.explanation, self.similarity = explanation, similarity
         self.explanation_estimator, self.num_probes = explanation_estimator, num_probes
         self._layer_and_logits = (explanations.with_layer_output(backbone, explanation_layer)
@@ -139,5 +145,14 @@ class Introspective(Method):
         self.target_true_mass.update_state(tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1))
         return target
 
+    def effective_alpha(self):
+        """alpha, or while an untrained network's explanations are still noise: 0 before `introspect_from_epoch`,
+        then ramped linearly from 0 to alpha over `warmup_epochs` (step by step)."""
+        if not self.warmup_epochs and not self.introspect_from_epoch:
+            return self.alpha
+        epochs_done = tf.cast(self.optimizer.iterations, tf.float32) / float(self.steps_per_epoch) - float(self.introspect_from_epoch)
+        ramp = tf.clip_by_value(epochs_done / self.warmup_epochs, 0.0, 1.0) if self.warmup_epochs else tf.cast(epochs_done >= 0, tf.float32)
+        return self.alpha * ramp
+
     def loss_from_logits(self, labels, logits, targets):
-        return soft_targets.distillation_loss(labels, logits, targets, self.alpha, self.temperature)
+        return soft_targets.distillation_loss(labels, logits, targets, self.effective_alpha(), self.temperature)

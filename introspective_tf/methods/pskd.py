@@ -1,0 +1,66 @@
+"""Progressive self-knowledge distillation, PS-KD (Kim et al., ICCV 2021): the network's own
+predictions of the previous epoch, mixed into the label with a weight that grows over training.
+
+    q_i(t) = (1 - a_t) onehot(y_i) + a_t p_{t-1}(x_i),   a_t = alpha (t + 1) / T,   L = CE(q_i(t), softmax(z_i))
+
+`p_{t-1}(x_i)` is the softmax of example i's logits in the training pass of the previous epoch (so
+augmented and in training mode, as in the authors' code), kept in a [num_train, C] store that every
+step updates at the batch's example indices. In epoch 0 the store stands for the labels, so the first
+epoch learns from the labels alone. The store is a weight of this model: the backup of an interrupted
+run holds it, and under a multi-replica strategy every replica writes the whole global batch's rows
+(all-gathered), so the copies stay identical.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from introspective_tf.methods.base import Method, _check
+
+
+def progressive_target(labels: tf.Tensor, previous: tf.Tensor, alpha_t: tf.Tensor) -> tf.Tensor:
+    """(1 - a_t) onehot(y) + a_t p_prev, [B, C]."""
+    onehot = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(previous)[-1], dtype=previous.dtype)
+    return (1.0 - alpha_t) * onehot + alpha_t * previous
+
+
+class ProgressiveSelfKD(Method):
+    needs_example_index = True
+
+    def __init__(self, backbone, alpha: float = 0.8, **kwargs):  # alpha_T = 0.8 in the paper
+        super().__init__(backbone, **kwargs)
+        _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
+        self.alpha = alpha
+        self.predictions = None  # [num_train, C], made by `plan`
+
+    def plan(self, num_train: int, steps_per_epoch: int, epochs: int) -> None:
+        super().plan(num_train, steps_per_epoch, epochs)
+        self.predictions = self.add_weight(
+            shape=(num_train, self.num_classes), initializer="zeros", trainable=False,
+            name="previous_epoch_predictions", aggregation="only_first_replica",
+        )
+
+    def alpha_t(self) -> tf.Tensor:
+        return self.alpha * (self.epoch() + 1.0) / float(self.epochs)
+
+    def stored_targets(self, index: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        """The soft target of each example from the store as it stands (before this step writes it)."""
+        onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+        stored = tf.gather(tf.convert_to_tensor(self.predictions), index)
+        first_epoch = tf.cast(self.epoch() < 1.0, tf.float32)
+        previous = first_epoch * onehot + (1.0 - first_epoch) * stored
+        return progressive_target(labels, previous, self.alpha_t())
+
+    def train_step(self, data):
+        _check(self.predictions is not None, "PS-KD needs plan(num_train, steps_per_epoch, epochs) before training")
+        (images, index), labels = data
+        logits = self.fit_step(images, labels, self.stored_targets(index, labels))
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            index, probabilities = replica.all_gather(index, axis=0), replica.all_gather(probabilities, axis=0)
+        self.predictions.value.scatter_update(tf.IndexedSlices(probabilities, index))
+        return {m.name: m.result() for m in self.metrics}
+
+    def loss_from_logits(self, labels, logits, targets):
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(tf.stop_gradient(targets), logits))

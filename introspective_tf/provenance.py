@@ -1,0 +1,106 @@
+"""Where a result came from: the code version, the date and the machine, recorded with every run.
+
+A run's numbers depend on the code that trained it, so `results.json` records
+
+* `git_commit`: the commit checked out when the run started (`None` outside a git checkout), and
+  `git_dirty`: whether the training code differed from that commit;
+* `code_hash`: a hash of the *training code* -- the package's modules that can change what a run
+  learns (data, models, explanations, soft targets, the run's own method, the training loop), not
+  the tools that only read results (compare, summarize, benchmark, ...) nor the other methods.
+
+`compare` reuses a finished run only when its configuration and its `code_hash` both match the
+current ones, so a table never mixes runs of different training code; the commit says which code
+that was.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+REPOSITORY_DIR = os.path.dirname(PACKAGE_DIR)
+
+# Modules that read results or serve models but never change what a run learns.
+TOOLS = ("agreement", "benchmark", "compare", "provenance", "report", "serving", "summarize", "visualize", "variants")
+
+
+def training_code_files(method_file: str | None = None) -> list[str]:
+    """The package's source files that determine a run, relative to the repository: everything but
+    the tools and the methods other than `method_file` (e.g. "kd.py"; None: every method)."""
+    files = []
+    for directory, _, names in os.walk(PACKAGE_DIR):
+        for name in sorted(names):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, REPOSITORY_DIR)
+            in_methods = os.path.basename(directory) == "methods"
+            if not in_methods and name[:-3] in TOOLS:
+                continue
+            if in_methods and name not in ("base.py", "__init__.py") and method_file and name != method_file:
+                continue
+            if in_methods and name == "__init__.py":
+                continue  # the registry: names only
+            files.append(relative)
+    return sorted(files)
+
+
+def code_hash(method_file: str | None = None) -> str:
+    """sha256 (first 16 hex digits) of the training code's files, names and contents."""
+    digest = hashlib.sha256()
+    for relative in training_code_files(method_file):
+        digest.update(relative.encode())
+        with open(os.path.join(REPOSITORY_DIR, relative), "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()[:16]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", REPOSITORY_DIR, *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=None)
+def _machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    import keras
+    import tensorflow as tf
+
+    accelerators = [d.device_type for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "accelerators": sorted(set(accelerators)),
+        "system": f"{platform.system()} {platform.machine()}",
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def record(method_file: str | None = None) -> dict:
+    """The provenance of a run made now with the code on disk."""
+    files = training_code_files(method_file)
+    commit = _git("rev-parse", "HEAD")
+    dirty = None if commit is None else bool(_git("status", "--porcelain", "--", *files))
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "code_hash": code_hash(method_file),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": _machine(),
+    }

@@ -1,0 +1,56 @@
+"""Finished runs as data: one JSON object per line, committed beside the docs they feed.
+
+A row is a run's `results.json` without its per-epoch loss history (the history is in the run
+folder's `history.csv`): configuration, metrics (validation and training accuracy, NLL, ECE, step
+time) and provenance (commit, training-code hash, date, machine). Tables in README and docs/ are made
+from these files by `python -m introspective_tf.report`, never typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from introspective_tf import resume
+from introspective_tf.errors import ConfigError
+
+_NOT_KEPT = ("train_loss_history", "export_dir")
+
+
+def row_from_results(results: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in results.items() if k not in _NOT_KEPT}
+
+
+def read(path: str) -> list[dict[str, Any]]:
+    """The rows of `path` in file order; [] if it does not exist."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise ConfigError(f"cannot read run data '{path}': {err.strerror}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ConfigError(f"{path}, line {number}: not a JSON row; fix or remove that line") from None
+    return rows
+
+
+def _identity(row: dict[str, Any]) -> str:
+    config = {k: v for k, v in row.get("config", {}).items() if k not in ("output_dir", "export_dir", "verbose")}
+    code = row.get("provenance", {}).get("code_hash")
+    return json.dumps([row.get("compare_run"), config, row.get("teacher"), code], sort_keys=True, default=str)
+
+
+def add(path: str, row: dict[str, Any]) -> None:
+    """Appends `row`, replacing an earlier row of the same run, configuration and code (a rerun).
+    The file is rewritten atomically: an interruption leaves the old file or the new one."""
+    kept = [r for r in read(path) if _identity(r) != _identity(row)]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in [*kept, row])
+    resume.write_text_atomically(path, text)
