@@ -6,7 +6,10 @@ A run's numbers depend on the code that trained it, so `results.json` records
   `git_dirty`: whether the training code differed from that commit;
 * `code_hash`: a hash of the *training code* -- the package's modules that can change what a run
   learns (data, models, explanations, soft targets, the run's own method, the training loop), not
-  the tools that only read results (compare, summarize, benchmark, ...) nor the other methods.
+  the tools that only read results (compare, summarize, benchmark, ...) nor the other methods. It
+  hashes the code's syntax tree without docstrings, comments and the default values of the methods'
+  hyper-parameters: every run records its resolved hyper-parameters, so a new default (or a new
+  comment) changes no finished run, while any change to what the code does changes the hash.
 
 `compare` reuses a finished run only when its configuration and its `code_hash` both match the
 current ones, so a table never mixes runs of different training code; the commit says which code
@@ -15,6 +18,7 @@ that was.
 
 from __future__ import annotations
 
+import ast
 import datetime
 import functools
 import hashlib
@@ -51,13 +55,29 @@ def training_code_files(method_file: str | None = None) -> list[str]:
     return sorted(files)
 
 
+def _normalised_source(path: str, is_method: bool) -> str:
+    """The module's syntax tree without docstrings (and, for a method, its constructor's defaults)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        if is_method and isinstance(node, ast.FunctionDef) and node.name == "__init__":
+            node.args.defaults = [ast.Constant(None) for _ in node.args.defaults]
+            node.args.kw_defaults = [None if d is None else ast.Constant(None) for d in node.args.kw_defaults]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
 def code_hash(method_file: str | None = None) -> str:
-    """sha256 (first 16 hex digits) of the training code's files, names and contents."""
+    """sha256 (first 16 hex digits) of the training code's files: names and normalised syntax trees."""
     digest = hashlib.sha256()
     for relative in training_code_files(method_file):
         digest.update(relative.encode())
-        with open(os.path.join(REPOSITORY_DIR, relative), "rb") as f:
-            digest.update(hashlib.sha256(f.read()).digest())
+        is_method = os.path.basename(os.path.dirname(relative)) == "methods" and not relative.endswith("base.py")
+        source = _normalised_source(os.path.join(REPOSITORY_DIR, relative), is_method)
+        digest.update(hashlib.sha256(source.encode()).digest())
     return digest.hexdigest()[:16]
 
 
