@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from introspective_tf import methods, models  # noqa: E402
+from introspective_tf import methods, models, provenance, records  # noqa: E402
 from introspective_tf.variants import parse_settings  # noqa: E402
 
 flags.DEFINE_string("model", "resnet20", "Backbone.")
@@ -33,6 +33,7 @@ flags.DEFINE_list("image_shape", ["32", "32", "3"], "Image height, width, channe
 flags.DEFINE_list("methods", ["standard", "introspective"], "Methods (or method:key=value,... variants) to time.")
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 5, "Timed steps per method per round.")
+flags.DEFINE_string("output", "", "Also add one JSON row per method and class count to this file (results/benchmark.jsonl feeds the docs).")
 FLAGS = flags.FLAGS
 
 
@@ -52,16 +53,18 @@ def time_methods(specs: list[str], model: str, batch_size: int, num_classes: int
         keras.utils.set_random_seed(0)
         backbone = models.build(model, image_shape, num_classes)
         trainer = methods.build(name, backbone, hparams)
+        trainer.plan(num_train=batch_size, steps_per_epoch=1, epochs=1)
         trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=False)
+        inputs = (images, np.arange(batch_size, dtype="int32")) if trainer.needs_example_index else images
         for _ in range(2):  # trace and warm up
-            trainer.train_on_batch(images, labels)
-        trainers[spec] = trainer
+            trainer.train_on_batch(inputs, labels)
+        trainers[spec] = (trainer, inputs)
     seconds = {spec: [] for spec in specs}
     for _ in range(rounds):
-        for spec, trainer in trainers.items():
+        for spec, (trainer, inputs) in trainers.items():
             for _ in range(steps):
                 start = time.perf_counter()
-                trainer.train_on_batch(images, labels)
+                trainer.train_on_batch(inputs, labels)
                 seconds[spec].append(time.perf_counter() - start)
     return seconds
 
@@ -77,9 +80,16 @@ def main(argv):
               f"steps={FLAGS.rounds}x{FLAGS.steps} per method, {os.cpu_count()} CPUs", flush=True)
         print(f"| method | median s/step | ratio to {FLAGS.methods[0]} | autodiff floor (3 + C) / 3 |")
         print("|---|---|---|---|")
+        origin = provenance.record() if FLAGS.output else None
         for spec, values in seconds.items():
             median = statistics.median(values)
             print(f"| {spec} | {median:.4f} | {median / base:.2f} | {(3 + num_classes) / 3:.2f} |", flush=True)
+            if FLAGS.output:
+                records.add(FLAGS.output, {
+                    "model": FLAGS.model, "method": spec, "num_classes": num_classes, "batch_size": FLAGS.batch_size,
+                    "image_shape": list(image_shape), "rounds": FLAGS.rounds, "steps": FLAGS.steps,
+                    "median_seconds": median, "ratio": median / base, "baseline": FLAGS.methods[0], "provenance": origin,
+                })
         del seconds
 
 

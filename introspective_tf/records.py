@@ -42,7 +42,11 @@ def read(path: str) -> list[dict[str, Any]]:
 
 
 def _identity(row: dict[str, Any]) -> str:
-    config = {k: v for k, v in row.get("config", {}).items() if k not in ("output_dir", "export_dir", "verbose")}
+    """What a row measured: a later row with the same identity replaces it. Training runs: run name,
+    configuration, teacher and training code; benchmark rows: model, choice, class count and batch."""
+    if "config" not in row:
+        return json.dumps([row.get(k) for k in ("model", "method", "num_classes", "batch_size", "image_shape")], default=str)
+    config = {k: v for k, v in row["config"].items() if k not in ("output_dir", "export_dir", "verbose")}
     code = row.get("provenance", {}).get("code_hash")
     return json.dumps([row.get("compare_run"), config, row.get("teacher"), code], sort_keys=True, default=str)
 

@@ -107,10 +107,13 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     assert "| dml | dml | small_cnn | - | 0 | not run | - | - |" in markdown
     assert "| kd | kd | small_cnn |" in markdown and "| kd | kd | small_cnn | - | 0 |" not in markdown
 
-    # Other training code: no row is reused.
+    # Other training code: no row is reused for training, and the report marks the rows it still shows.
     monkeypatch.setattr(compare, "current_code_hash", lambda method: "another-version")
-    with pytest.raises(ConfigError, match="no finished run of this config"):
-        compare.compare(str(config), str(runs_dir), train_missing=False)
+    runs, teacher = compare.parse_config(text.replace(str(report), "r.md"), str(runs_dir))
+    assert not any(compare.is_done(run, teacher, records.read(str(data))) for run in runs)
+    compare.compare(str(config), str(runs_dir), train_missing=False)
+    assert "| kd | kd | small_cnn | `--kd_target=full --alpha=0.9 --temperature=4` | 0† |" in report.read_text()
+    assert "made by training code other than the current" in report.read_text()
 
 
 def test_a_folder_the_tool_did_not_make_is_never_overwritten(tmp_path):

@@ -13,6 +13,7 @@ run holds it, and under a multi-replica strategy every replica writes the whole 
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from introspective_tf.methods.base import Method, _check
@@ -53,7 +54,7 @@ class ProgressiveSelfKD(Method):
 
     def train_step(self, data):
         _check(self.predictions is not None, "PS-KD needs plan(num_train, steps_per_epoch, epochs) before training")
-        (images, index), labels = data
+        (images, index), labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self.fit_step(images, labels, self.stored_targets(index, labels))
         probabilities = tf.nn.softmax(logits, axis=-1)
         replica = tf.distribute.get_replica_context()

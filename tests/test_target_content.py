@@ -1,0 +1,251 @@
+"""target_content: the wrong-class matrices and rank correlations by hand, then the CLI on real images."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import MINI, REPO
+from introspective_tf import methods, models
+from introspective_tf import target_content as tc
+from introspective_tf.errors import ConfigError
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+NAN = np.nan
+
+
+# --------------------------------------------------------------------------------- non_gt_class_means
+
+
+def test_non_gt_class_means_by_hand():
+    probabilities = np.array([
+        [0.5, 0.3, 0.2],    # y=0: others 0.3, 0.2 of 0.5 -> 0.6, 0.4
+        [0.8, 0.0, 0.2],    # y=0: -> 0.0, 1.0
+        [0.25, 0.5, 0.25],  # y=1: -> 0.5, 0.5
+        [0.0, 1.0, 0.0],    # y=1: no mass off the true class: no ranking, left out
+    ])
+    labels = np.array([0, 0, 1, 1])
+    means = tc.non_gt_class_means(probabilities, labels, 3)
+    expected = np.array([[NAN, 0.3, 0.7], [0.5, NAN, 0.5], [NAN, NAN, NAN]])  # class 2 has no example
+    np.testing.assert_allclose(means, expected, equal_nan=True)
+    assert np.isnan(np.diag(means)).all()
+    np.testing.assert_allclose(np.nansum(means[:2], axis=1), 1.0)
+
+
+def test_each_example_is_renormalised_before_the_class_mean():
+    # One confident and one unsure example of class 0: each weighs the same in the row.
+    probabilities = np.array([[0.98, 0.02, 0.0], [0.0, 0.0, 1.0]])
+    means = tc.non_gt_class_means(probabilities, np.array([0, 0]), 3)
+    np.testing.assert_allclose(means[0], [NAN, 0.5, 0.5], equal_nan=True)
+
+
+def test_non_gt_class_means_rejects_a_wrong_shape():
+    with pytest.raises(ValueError, match="probabilities must be"):
+        tc.non_gt_class_means(np.ones((2, 4)) / 4, np.array([0, 1]), 3)
+
+
+# ----------------------------------------------------------------------------------- confusion_non_gt
+
+
+def test_confusion_non_gt_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2])
+    predictions = np.array([0, 1, 2, 1, 1, 0, 0])
+    confusion = tc.confusion_non_gt(predictions, labels, 3)
+    expected = np.array([
+        [NAN, 0.5, 0.5],  # one mistake to each other class
+        [NAN, NAN, NAN],  # no mistake: no wrong-class distribution
+        [1.0, 0.0, NAN],  # both mistakes to class 0
+    ])
+    np.testing.assert_allclose(confusion, expected, equal_nan=True)
+
+
+def test_confusion_is_the_class_mean_of_one_hot_predictions():
+    rng = np.random.default_rng(0)
+    labels, predictions = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
+    one_hot = np.eye(5)[predictions]
+    wrong = predictions != labels
+    np.testing.assert_allclose(tc.confusion_non_gt(predictions, labels, 5),
+                               tc.non_gt_class_means(one_hot[wrong], labels[wrong], 5), equal_nan=True)
+
+
+# ------------------------------------------------------------------------------------------- spearman
+
+
+def test_average_ranks_share_ties():
+    np.testing.assert_array_equal(tc._average_ranks(np.array([10.0, 20.0, 20.0, 5.0])), [2.0, 3.5, 3.5, 1.0])
+    np.testing.assert_array_equal(tc._average_ranks(np.array([7.0, 7.0, 7.0])), [2.0, 2.0, 2.0])
+
+
+def test_spearman_by_hand():
+    # No ties: rho = 1 - 6 sum d^2 / (n (n^2 - 1)) = 1 - 6 * 2 / 60.
+    assert tc.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    # Ties: ranks of b are 1, 2, 3.5, 5, 3.5; Pearson of the ranks = 8 / sqrt(10 * 9.5).
+    assert tc.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / np.sqrt(95))
+
+
+def test_spearman_is_plus_or_minus_one_for_any_monotone_relation():
+    assert tc.spearman([0.1, 0.2, 0.3, 0.4], [1, 10, 100, 1000]) == pytest.approx(1.0)
+    assert tc.spearman([0.1, 0.2, 0.3, 0.4], [-np.exp(1), -np.exp(2), -np.exp(3), -np.exp(4)]) == pytest.approx(-1.0)
+
+
+def test_spearman_undefined_cases_and_non_finite_entries():
+    assert np.isnan(tc.spearman([1, 2, 3], [5, 5, 5]))  # a constant side has no order
+    assert np.isnan(tc.spearman([1, NAN, 3], [1, 2, NAN]))  # one finite pair
+    assert tc.spearman([1, NAN, 2, 3], [1, 9, 2, 3]) == pytest.approx(1.0)  # NaN position dropped
+    with pytest.raises(ValueError):
+        tc.spearman([1, 2], [1, 2, 3])
+
+
+def test_spearman_agrees_with_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a, b = rng.integers(0, 4, 9).astype(float), rng.normal(size=9)  # many ties on one side
+        if len(set(a)) > 1:
+            assert tc.spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic)
+
+
+# ------------------------------------------------------------------------------ row_rank_correlations
+
+
+def test_row_rank_correlations_ignore_the_diagonal():
+    m1 = np.array([
+        [NAN, 0.5, 0.3, 0.2],
+        [0.1, NAN, 0.3, 0.6],
+        [0.2, 0.3, NAN, 0.5],
+        [0.4, 0.4, 0.2, NAN],
+    ])
+    m2 = np.array([
+        [100.0, 0.2, 0.3, 0.5],  # reversed order: -1 (the diagonal would change the ranks if used)
+        [0.2, -5.0, 0.3, 0.5],   # same order: +1
+        [0.2, 0.3, 0.0, 0.5],    # same order: +1
+        [0.5, 0.3, 0.2, 9.0],    # m1 ties 0.4, 0.4: ranks 2.5, 2.5, 1 vs 3, 2, 1
+    ])
+    expected_last = tc.spearman([0.4, 0.4, 0.2], [0.5, 0.3, 0.2])
+    assert expected_last == pytest.approx(1.5 / np.sqrt(1.5 * 2))  # Pearson of ranks (2.5, 2.5, 1) and (3, 2, 1)
+    np.testing.assert_allclose(tc.row_rank_correlations(m1, m2), [-1.0, 1.0, 1.0, expected_last])
+
+
+def test_identical_distributions_correlate_perfectly():
+    rng = np.random.default_rng(2)
+    probabilities, labels = rng.dirichlet(np.ones(6), size=300), rng.integers(0, 6, 300)
+    matrix = tc.non_gt_class_means(probabilities, labels, 6)
+    np.testing.assert_allclose(tc.row_rank_correlations(matrix, matrix), 1.0)
+    # A monotone change of one example's distribution (as a softmax temperature is) keeps its order.
+    sharper = tc.non_gt_class_means(probabilities[:1] ** 2 / (probabilities[:1] ** 2).sum(), labels[:1], 6)
+    single = tc.non_gt_class_means(probabilities[:1], labels[:1], 6)
+    y = labels[0]
+    assert tc.row_rank_correlations(single, sharper)[y] == pytest.approx(1.0)
+
+
+# -------------------------------------------------------------------------------- analyse and output
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """An untrained small_cnn to analyse, another as teacher, and a 5-class one that fits no data here."""
+    directory = tmp_path_factory.mktemp("target_content")
+    paths = {}
+    for name, seed, classes in [("model", 0, 10), ("teacher", 1, 10), ("five", 2, 5)]:
+        keras.utils.set_random_seed(seed)
+        paths[name] = directory / f"{name}.keras"
+        models.small_cnn((32, 32, 3), classes).save(paths[name])
+    return paths
+
+
+def test_analyse_with_a_teacher_equal_to_the_introspective_target():
+    keras.utils.set_random_seed(3)
+    backbone = models.small_cnn((32, 32, 3), 4)
+    rng = np.random.default_rng(3)
+    images, labels = rng.uniform(0, 255, (24, 32, 32, 3)).astype("float32"), np.arange(24) % 4
+    hparams = {"similarity_temperature": 0.5}
+    reference = methods.build("introspective", backbone, tc.target_hparams(hparams)).targets(images, labels)
+    temperature = 4.0
+    # A "teacher" whose softmax(z / T) is exactly q: its logits are T log q.
+    teacher = lambda x: temperature * tf.math.log(tf.cast(reference, tf.float64))  # noqa: E731
+    result = tc.analyse(backbone, teacher, images, labels, hparams=hparams, teacher_temperature=temperature,
+                        batch_size=len(images), class_names=["a", "b", "c", "d"])
+    np.testing.assert_allclose(result["matrices"]["intro"], result["matrices"]["teacher"], rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(result["rank_correlation"]["intro_vs_teacher"], 1.0)
+    assert result["mean_rank_correlation"]["intro_vs_teacher"] == pytest.approx(1.0)
+    assert result["hparams"]["explanation_mode"] == "inference"
+    assert result["hparams"]["similarity_temperature"] == 0.5
+    assert result["images_per_class"] == [6, 6, 6, 6]
+
+    table = tc.markdown_table(result)
+    lines = table.strip().splitlines()
+    assert len(lines) == 2 + 4 + 1 and lines[-1].startswith("| **mean** | +1.00 |")
+    assert all(line.count("|") == 7 for line in lines)
+    # The JSON form (NaN -> null) gives the same table.
+    as_json = json.loads(json.dumps(tc.to_json(result), allow_nan=False))
+    assert as_json["matrices"]["intro"][0][0] is None
+    assert tc.markdown_table(as_json) == table
+
+
+def test_markdown_table_by_hand():
+    result = {
+        "class_names": ["cat", "dog", "car"],
+        "matrices": {"intro": [[None, 0.7, 0.3], [0.9, None, 0.1], [None, None, None]],
+                     "teacher": [[None, 0.2, 0.8], [0.6, None, 0.4], [0.5, 0.5, None]]},
+        "rank_correlation": {"intro_vs_teacher": [-1.0, 1.0, None], "intro_vs_confusion": [0.5, None, None],
+                             "teacher_vs_confusion": [0.25, -0.5, None]},
+        "mean_rank_correlation": {"intro_vs_teacher": 0.0, "intro_vs_confusion": 0.5, "teacher_vs_confusion": -0.125},
+    }
+    lines = tc.markdown_table(result).strip().splitlines()
+    assert lines[2] == "| cat | -1.00 | +0.50 | +0.25 | dog | car |"
+    assert lines[3] == "| dog | +1.00 | - | -0.50 | cat | cat |"
+    assert lines[4] == "| car | - | - | - | - | cat |"
+    assert lines[5] == "| **mean** | +0.00 | +0.50 | -0.12 | | |"
+
+
+def test_bad_inputs_are_config_errors(saved_models, mini_dataset, tmp_path):
+    output = str(tmp_path / "out.json")
+    with pytest.raises(ConfigError, match="has 5 classes, the data has 10"):
+        tc.run(str(saved_models["model"]), str(saved_models["five"]), mini_dataset, output=output, num_images=4)
+    with pytest.raises(ConfigError, match="unknown dataset 'imagenet_v2'"):
+        tc.run(str(saved_models["model"]), str(saved_models["teacher"]), "imagenet_v2", output=output)
+    with pytest.raises(ConfigError, match="explanation must be one of"):
+        tc.run(str(saved_models["model"]), str(saved_models["teacher"]), mini_dataset, output=output, num_images=4,
+               hparams={"explanation": "lime"})
+    assert not os.path.exists(output)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "introspective_tf.target_content", *args], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
+    output, figure = tmp_path / "results" / "target_content.json", tmp_path / "results" / "target_content.png"
+    result = _cli(f"--model_path={saved_models['model']}", f"--teacher={saved_models['teacher']}",
+                  f"--dataset={mini_dataset}", "--num_images=40", "--batch_size=20",
+                  f"--output={output}", f"--figure={figure}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    content = json.loads(output.read_text())
+    assert content["num_images"] == 40 and content["eval_split"] == "validation"
+    assert content["class_names"] == sorted(os.listdir(MINI / "train"))
+    for key in tc.PAIRS:
+        assert np.isfinite(content["mean_rank_correlation"][key]), key
+        assert len(content["rank_correlation"][key]) == 10
+    for name in ("intro", "teacher", "confusion"):
+        assert np.array(content["matrices"][name], dtype=float).shape == (10, 10)
+    assert content["hparams"]["explanation_mode"] == "inference"
+    assert content["hparams"]["explanation"] == methods.default_hparams("introspective")["explanation"]
+    assert content["teacher_temperature"] == 4.0 and content["provenance"]["code_hash"]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| **mean** |" in result.stdout
+
+
+def test_cli_missing_model_is_one_error_line(tmp_path):
+    result = _cli(f"--model_path={tmp_path / 'missing.keras'}", f"--teacher={tmp_path / 'missing.keras'}",
+                  f"--output={tmp_path / 'out.json'}", "--figure=")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "missing.keras" in errors[0], result.stderr
+    assert not (tmp_path / "out.json").exists()
