@@ -231,11 +231,11 @@ def is_done(run: RunSpec, teacher: RunSpec | None, rows: list[dict[str, Any]]) -
 
 def train(run: RunSpec, teacher: RunSpec | None, data_path: str | None = None) -> dict[str, Any]:
     """Trains `run` in this process and adds its row to `data_path`. A stale run folder this tool made
-    (another configuration) is cleared first; a crashed run of the same configuration resumes from its
-    backup. A folder this tool did not make is never touched."""
+    (another configuration or training code) is cleared first; a crashed run of the same configuration
+    and code resumes from its backup. A folder this tool did not make is never touched."""
     import keras
 
-    wanted = _wanted(run, teacher)
+    wanted = {**_wanted(run, teacher), "code_hash": current_code_hash(run.config.method)}
     marker = os.path.join(run.config.output_dir, "compare_config.json")
     try:
         with open(marker) as f:
