@@ -197,19 +197,23 @@ def analyse(
 
     hparams = target_hparams(hparams)
     trainer = methods.build("introspective", model, hparams)
-    targets_fn = tf.function(trainer.targets, reduce_retracing=True)
-    logits_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    targets_fn = tf.function(trainer.targets)
+    logits_fn = tf.function(lambda x: model(x, training=False))
     q_intro, p_teacher, predictions = [], [], []
+    batch_size = min(batch_size, len(images))
     for start in range(0, len(images), batch_size):
-        x = tf.constant(images[start:start + batch_size])
-        y = tf.constant(labels[start:start + batch_size], tf.int32)
-        q_intro.append(targets_fn(x, y).numpy())
+        count = min(batch_size, len(images) - start)
+        # A short last batch is padded with repeats (every example is explained on its own in
+        # inference mode), so the graphs are traced once; the padding is cut off again.
+        rows = np.resize(np.arange(start, start + count), batch_size)
+        x, y = tf.constant(images[rows]), tf.constant(labels[rows], tf.int32)
+        q_intro.append(targets_fn(x, y).numpy()[:count])
         # float64: identical distributions must give identical means (and ranks) up to rounding.
         teacher_logits = tf.cast(teacher(x), tf.float64)
         if teacher_logits.shape[-1] != num_classes:
             raise ConfigError(f"the teacher predicts {teacher_logits.shape[-1]} classes, the model {num_classes}")
-        p_teacher.append(tf.nn.softmax(teacher_logits / teacher_temperature, axis=-1).numpy())
-        predictions.append(np.argmax(logits_fn(x).numpy(), axis=-1))
+        p_teacher.append(tf.nn.softmax(teacher_logits / teacher_temperature, axis=-1).numpy()[:count])
+        predictions.append(np.argmax(logits_fn(x).numpy(), axis=-1)[:count])
     q_intro, p_teacher, predictions = np.concatenate(q_intro), np.concatenate(p_teacher), np.concatenate(predictions)
 
     matrices = {
@@ -308,7 +312,9 @@ def plot(result: dict, path: str) -> str:
     image = None
     for i, (matrix, title) in enumerate(zip(matrices, titles)):
         ax = fig.add_subplot(grid[0, i])
-        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+        # A square-root scale: near-uniform rows (about 1 / (C-1)) still show their order next to peaked ones.
+        norm = matplotlib.colors.PowerNorm(0.5, vmin=0.0, vmax=vmax)
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, interpolation="nearest")
         ax.set_title(title, fontsize=10)
         ax.set_xticks(ticks, tick_labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=font)
         ax.set_yticks(ticks, tick_labels if i == 0 else [], fontsize=font)
@@ -316,7 +322,7 @@ def plot(result: dict, path: str) -> str:
         if i == 0:
             ax.set_ylabel("true class y", fontsize=9)
     bar = fig.colorbar(image, ax=fig.axes, shrink=0.9, location="right", pad=0.01)
-    bar.set_label("mean share of the wrong-class mass (row sums to 1)", fontsize=8)
+    bar.set_label("mean share of the wrong-class mass (rows sum to 1; sqrt scale)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
 
     ax = fig.add_subplot(grid[1, :])
@@ -325,6 +331,8 @@ def plot(result: dict, path: str) -> str:
     shown = np.nan_to_num(correlation)
     colours = np.where(np.isfinite(correlation), np.where(shown >= 0, "tab:blue", "tab:red"), "0.7")
     ax.bar(np.arange(num_classes), shown, color=colours, width=0.7)
+    for y in np.flatnonzero(~np.isfinite(correlation)):
+        ax.text(y, 0.05, "n/a", ha="center", va="bottom", fontsize=6, color="0.4")
     ax.axhline(0.0, color="black", linewidth=0.6)
     if np.isfinite(mean):
         ax.axhline(mean, color="tab:green", linestyle="--", linewidth=1.0, label=f"mean {mean:+.2f}")
