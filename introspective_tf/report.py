@@ -24,6 +24,7 @@ from introspective_tf import compare, records
 STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
 COMPARISON = "configs/compare_cifar10.cfg"
 BENCHMARK_DATA = "results/benchmark.jsonl"
+TARGET_CONTENT_DATA = "results/target_content.json"
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 # The comparison's run lines that the README's verdict names.
@@ -142,7 +143,25 @@ def blocks() -> dict[str, str]:
         "verdict": verdict(groups),
         "regime": regime_table(studies),
         "benchmark": benchmark_table(records.read(BENCHMARK_DATA)),
+        "target-content": target_content_table(TARGET_CONTENT_DATA),
     }
+
+
+def target_content_table(path: str) -> str:
+    """What the introspective target carries against a teacher's soft targets (target_content.py's JSON)."""
+    if not os.path.exists(path):
+        return f"Not measured yet: the command above writes `{path}`."
+    import json
+
+    from introspective_tf import target_content
+
+    with open(path) as f:
+        result = json.load(f)
+    origin = result.get("provenance", {})
+    return (target_content.markdown_table(result) + f"\n\n{result.get('num_images', '?')} held-out images; model "
+            f"`{result.get('model_path')}`, teacher `{result.get('teacher_path')}`; measured {origin.get('date', '?')[:10]} "
+            f"at commit {(origin.get('git_commit') or 'unknown')[:10]}.\n\n"
+            "![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)")
 
 
 def _fill(text: str, generated: dict[str, str], path: str) -> str:
