@@ -254,9 +254,54 @@ def train(run: RunSpec, teacher: RunSpec | None, data_path: str | None = None) -
     keras.backend.clear_session()
     extra = {"compare_run": run.name, **({"teacher": wanted["teacher"]} if run.uses_teacher else {})}
     results = experiment.run(dataclasses.replace(run.config, hparams=dict(run.config.hparams)), extra_results=extra)
+    results["train_eval_accuracy"] = training_set_accuracy(run.config, os.path.join(run.config.output_dir, "model.keras"))
     if data_path:
         records.add(data_path, records.row_from_results(results))
     return results
+
+
+def training_set_accuracy(config: experiment.ExperimentConfig, model_path: str) -> float:
+    """Accuracy of the trained model on all its training images, unaugmented and in inference mode:
+    whether the network fits its data (the running accuracy `fit` reports is over augmented images,
+    in training mode, while the weights still move)."""
+    import keras
+    import numpy as np
+
+    from introspective_tf import data as data_lib
+
+    data = data_lib.load(config.dataset, batch_size=1, data_dir=config.data_dir, eval_split=config.eval_split,
+                         validation_split=config.validation_split, train_limit=config.train_limit, seed=config.seed,
+                         augment=False)
+    model = keras.models.load_model(model_path, compile=False)
+    correct = total = 0
+    for images, labels in data.train.unbatch().batch(256):
+        predicted = np.argmax(model(images, training=False), axis=-1)
+        correct += int(np.sum(predicted == labels.numpy()))
+        total += len(predicted)
+    return correct / total
+
+
+def complete_training_set_accuracy(study_rows: list[dict], runs: list[RunSpec], teacher: RunSpec | None, data_path: str) -> int:
+    """Adds `train_eval_accuracy` to finished rows that lack it while their run folder still holds the
+    model (rows made before it was measured); returns how many rows it completed."""
+    completed = 0
+    for run in runs:
+        row = finished_row(run, teacher, study_rows)
+        model_path = os.path.join(run.config.output_dir, "model.keras")
+        if row is None or "train_eval_accuracy" in row or not os.path.exists(model_path):
+            continue
+        if row.get("provenance", {}).get("date", "") > _modified(model_path):
+            continue  # the model file is older than the row: not this run's model
+        records.add(data_path, {**row, "train_eval_accuracy": training_set_accuracy(run.config, model_path)})
+        completed += 1
+    return completed
+
+
+def _modified(path: str) -> str:
+    import datetime
+
+    stamp = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
+    return stamp.isoformat(timespec="seconds")
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -288,23 +333,30 @@ def _train_accuracy(row: dict) -> float | None:
     return row.get("final_train_metrics", {}).get("accuracy")
 
 
+def _fit_accuracy(row: dict) -> float | None:
+    """Accuracy on the unaugmented training images in inference mode after training (`training_set_accuracy`)."""
+    return row.get("train_eval_accuracy")
+
+
 def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
     eval_split = next((r[0]["eval_split"] for _, r in groups if r), "eval")
     header = ["run", "method", "model", "flags", "seeds", f"{eval_split} accuracy %", "train accuracy %",
-              f"{eval_split} NLL", "ECE %", "s/step", "x standard"]
+              "running train accuracy %", f"{eval_split} NLL", "ECE %", "s/step", "x standard"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     standard = [r["seconds_per_step"] for run, results in groups if run.config.method == "standard" and run.name != TEACHER
                 for r in results if r.get("seconds_per_step")]
     for run, results in groups:
         if not results:
-            cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run"] + ["-"] * 5
+            cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run"] + ["-"] * 6
         else:
             steps = [r["seconds_per_step"] for r in results if r.get("seconds_per_step")]
             eces = [r["eval_ece"] for r in results if r.get("eval_ece") is not None]  # runs since calibration
             train = [a for a in map(_train_accuracy, results) if a is not None]
+            fit = [a for a in map(_fit_accuracy, results) if a is not None]
             cells = [run.name, run.config.method, run.config.model, f"`{_flags_text(run)}`",
                      ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in results),
                      _mean_std([r["eval_accuracy"] for r in results], 100),
+                     _mean_std(fit, 100) if fit else "-",
                      _mean_std(train, 100) if train else "-",
                      _mean_std([r["eval_loss"] for r in results], 1, 3),
                      _mean_std(eces, 100) if eces else "-",
@@ -391,8 +443,9 @@ def report(groups, config_path: str, chart_path: str, report_path: str, data_pat
             f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min over {len(finished)} runs "
             f"made {provenance_summary(finished)}.",
             "",
-            "Accuracy, NLL and ECE (15 bins): mean ± std over seeds, on the held-out split. Train accuracy: the last "
-            "epoch's running accuracy on the augmented training images, as `fit` reports it. s/step: median over "
+            "Accuracy, NLL and ECE (15 bins): mean ± std over seeds, on the held-out split. Train accuracy: on all the "
+            "training images, unaugmented, in inference mode, after training; running train accuracy: the last "
+            "epoch's running accuracy on augmented images, as `fit` reports it. s/step: median over "
             "seeds of each run's median training-step wall time (first step of each epoch excluded); x standard: "
             "that over the standard rows' median. Runs were made at different times and machines may have been "
             "busy, so read step times as rough ratios; `python -m introspective_tf.benchmark` measures them "
@@ -474,6 +527,8 @@ def compare(config_path: str, runs_dir: str = "", report_path: str = "", chart_p
                 print(f"error: {failures[-1]}", file=sys.stderr, flush=True)
         else:
             print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: missing", flush=True)
+    if complete_training_set_accuracy(rows, runs + ([teacher] if teacher else []), teacher, data_path):
+        rows = records.read(data_path)
     groups = group_results(runs, teacher, rows)
     if not any(results for _, results in groups):
         raise ConfigError(f"no finished run of this config in {data_path}")

@@ -51,7 +51,7 @@ def comparison_table(groups) -> str:
         if not rows:
             lines.append(f"| {run.name} | 0 | not run yet | | | | |")
             continue
-        train = [100 * a for a in map(compare._train_accuracy, rows) if a is not None]
+        train = [100 * a for a in map(compare._fit_accuracy, rows) if a is not None]
         steps = [r["seconds_per_step"] for r in rows if r.get("seconds_per_step")]
         eces = [100 * r["eval_ece"] for r in rows if r.get("eval_ece") is not None]
         older = sum(not compare.made_by_current_code(r) for r in rows)
@@ -99,17 +99,18 @@ def verdict(groups) -> str:
 def regime_table(studies: dict[str, list]) -> str:
     """Does standard training fit its data? Training vs validation accuracy of the reference lines of
     each study (per seed), from their run data."""
-    lines = ["| study | run | seed | train accuracy % | validation accuracy % | gap (points) |", "|---|---|---|---|---|---|"]
+    lines = ["| study | run | seed | train accuracy % | running train accuracy % | validation accuracy % | gap (points) |",
+             "|---|---|---|---|---|---|---|"]
     for config, groups in studies.items():
         for run, rows in groups:
             if run.name not in ("standard", "label_smoothing", compare.TEACHER):
                 continue
             for row in sorted(rows, key=lambda r: r["config"]["seed"]):
-                train = compare._train_accuracy(row)
-                if train is None:
-                    continue
+                fit, running = compare._fit_accuracy(row), compare._train_accuracy(row)
+                fit_text = f"{100 * fit:.2f}" if fit is not None else "-"
+                gap = f"{100 * fit - _accuracy(row):.2f}" if fit is not None else "-"
                 lines.append(f"| {os.path.basename(config)} | {run.name} ({row['model']}) | {row['config']['seed']} | "
-                             f"{100 * train:.2f} | {_accuracy(row):.2f} | {100 * train - _accuracy(row):.2f} |")
+                             f"{fit_text} | {100 * running:.2f} | {_accuracy(row):.2f} | {gap} |")
     if len(lines) == 2:
         return "Not measured yet."
     return "\n".join(lines)

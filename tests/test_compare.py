@@ -98,6 +98,7 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     rows = records.read(str(data))
     assert len(rows) == 6 and all(r["provenance"]["code_hash"] and r["provenance"]["machine"]["cpu_count"] for r in rows)
     assert "train_loss_history" not in rows[0] and 0.0 <= rows[0]["final_train_metrics"]["accuracy"] <= 1.0
+    assert all(0.0 <= r["train_eval_accuracy"] <= 1.0 for r in rows)
 
     # --notrain makes the report from the data file alone (no run folders), and marks what is missing.
     shutil.rmtree(runs_dir / "kd-seed0")
@@ -137,3 +138,22 @@ def test_run_data_rows_replace_reruns_and_bad_lines_are_one_line_errors(tmp_path
         f.write("{not json\n")
     with pytest.raises(ConfigError, match="line 3: not a JSON row"):
         records.read(path)
+
+
+def test_training_set_accuracy_counts_every_training_image_unaugmented(tmp_path, mini_dataset):
+    import keras
+    import numpy as np
+
+    from introspective_tf import data as data_lib
+    from introspective_tf import experiment, models
+
+    config = experiment.ExperimentConfig(dataset=mini_dataset, model="small_cnn", train_limit=70, eval_split="validation")
+    keras.utils.set_random_seed(0)
+    model = models.small_cnn((32, 32, 3), 10)
+    model.save(tmp_path / "m.keras")
+    accuracy = compare.training_set_accuracy(config, str(tmp_path / "m.keras"))
+    # By hand: the first 70 training images in dataset order (unshuffled, unaugmented), inference mode.
+    raw = data_lib.load(mini_dataset, batch_size=70, eval_split="validation", train_limit=70, augment=False)
+    images, labels = zip(*[(x, y) for x, y in raw.train.unbatch()])
+    predicted = np.argmax(model(np.stack(images), training=False), -1)
+    assert accuracy == np.mean(predicted == np.array(labels)) and len(labels) == 70
