@@ -2,7 +2,9 @@
 
 The signature `serving_default` takes `images`: float32 [batch, H, W, C] in pixel units [0, 255] (the
 model normalises inside) and returns `probabilities` [batch, classes]. It works with
-`saved_model_cli run`, TF Serving and `tf.saved_model.load(path).signatures["serving_default"]`.
+`saved_model_cli run`, TF Serving, `tf.saved_model.load(path).signatures["serving_default"]` and
+tf2onnx. The endpoint `serve` (also a signature) computes the same probabilities but returns the tensor
+itself, as Keras' own exports do, so `keras.layers.TFSMLayer(path)` works with its defaults.
 The export is written to a temporary folder next to the destination and renamed into place, so a
 crash never leaves a half-written model where a server may load it.
 """
@@ -18,6 +20,7 @@ import keras
 import tensorflow as tf
 
 SIGNATURE = "serving_default"
+KERAS_ENDPOINT = "serve"  # what keras.layers.TFSMLayer calls by default; returns the probabilities tensor
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 KERAS_MODEL = "model.keras"  # in assets.extra/: the backbone (logits) as a Keras file
@@ -30,13 +33,13 @@ def export_classifier(backbone: keras.Model, path: str, class_names: list[str] |
     os.makedirs(parent, exist_ok=True)
     spec = tf.TensorSpec([None, *backbone.input_shape[1:]], tf.float32, name=INPUT_NAME)
 
+    def probabilities(images):
+        return tf.nn.softmax(tf.cast(backbone(images, training=False), tf.float32), axis=-1)
+
     archive = keras.export.ExportArchive()
     archive.track(backbone)
-    archive.add_endpoint(
-        SIGNATURE,
-        lambda images: {OUTPUT_NAME: tf.nn.softmax(tf.cast(backbone(images, training=False), tf.float32), axis=-1)},
-        input_signature=[spec],
-    )
+    archive.add_endpoint(SIGNATURE, lambda images: {OUTPUT_NAME: probabilities(images)}, input_signature=[spec])
+    archive.add_endpoint(KERAS_ENDPOINT, probabilities, input_signature=[spec])
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         archive.write_out(staging, verbose=False)

@@ -14,8 +14,18 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# `python -m introspective_tf.serving` imports the package first, and the package's __init__ imports
+# this module (as `introspective_tf.serving`) before runpy executes it again as __main__; runpy then
+# warns that two copies may behave unpredictably. The __main__ copy below only hands over to the
+# package's copy, so there is one set of classes and functions; the warning says nothing here.
+# (Importing the tools lazily in the package's __init__ would avoid the double import itself, but that
+# file is part of the training-code hash, see provenance.py.)
+warnings.filterwarnings("ignore", message=r"'introspective_tf\.serving' found in sys\.modules after import of package",
+                        category=RuntimeWarning)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -51,6 +61,10 @@ class Classifier:
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise ConfigError(f"{source}: dtype {images.dtype} is not pixel values; the model takes "
                               f"{self.spec.dtype.name} pixels in [0, 255]")
+        if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+            bad = int(np.size(images) - np.isfinite(images).sum())
+            raise ConfigError(f"{source}: {bad} pixel value{'s are' if bad > 1 else ' is'} not finite (NaN or inf); "
+                              f"the model takes {self.spec.dtype.name} pixels in [0, 255]")
         if images.ndim != len(self.spec.shape) or not self.spec.shape[1:].is_compatible_with(images.shape[1:]):
             raise ConfigError(f"{source}: shape {list(images.shape[1:])} does not fit the model's input "
                               f"{list(self.image_shape)} (height, width, channels); use --resize for image files")
@@ -89,6 +103,14 @@ class Classifier:
         return results
 
 
+def define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("model_path", None, "SavedModel export of this project.", required=True)
+    flags.DEFINE_integer("top_k", 1, "Classes printed per image, most probable first.")
+    flags.DEFINE_bool("resize", False, "Resize image files to the model's height and width instead of refusing them.")
+
+
 def main(argv: list[str]) -> None:
     from absl import flags
 
@@ -104,9 +126,10 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+    from absl import app
 
-    flags.DEFINE_string("model_path", None, "SavedModel export of this project.", required=True)
-    flags.DEFINE_integer("top_k", 1, "Classes printed per image, most probable first.")
-    flags.DEFINE_bool("resize", False, "Resize image files to the model's height and width instead of refusing them.")
-    app.run(main)
+    # Run the copy the package imported (see the note on the warning filter at the top).
+    from introspective_tf import serving as _serving
+
+    _serving.define_flags()
+    app.run(_serving.main)

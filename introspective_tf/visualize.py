@@ -1,8 +1,9 @@
 """Pictures of self-explanations and of the soft targets introspective learning derives from them.
 
 For each image one figure row: the image; the explanation of the true class and of the classes the
-model ranks highest among the others (tf-keras-vis `Saliency`, `Gradcam` or SmoothGrad); and a bar
-chart of the soft target q next to the model's prediction p. The maps are for looking; q is computed
+model ranks highest among the others (tf-keras-vis `Saliency`, `Gradcam` or SmoothGrad), with a colour
+bar; and a bar chart of the soft target q next to the model's prediction p. A caption under the rows
+says what p and q are. The maps are for looking; q is computed
 by the package's own `explanations` and `soft_targets` (the chosen explanation, in inference mode), so
 the bars show what the method would learn from on these images.
 
@@ -128,17 +129,41 @@ def explain(
     return Explained(images, labels, probabilities, target, similarity, shown, maps)
 
 
+EXPLAINER_NAMES = {"saliency": "Saliency", "gradcam": "Grad-CAM", "smoothgrad": "SmoothGrad"}
+
+CAPTION = ("p (blue bars): the model's prediction, its softmax probabilities.   q (orange bars): the soft target "
+           "introspective learning trains towards, made from the model's self-explanations: the more a class's "
+           "explanation resembles the true class's, the more of q that class gets.   Maps: each scaled to [0, 1].")
+
+
 def plot(explained: Explained, class_names: list[str], path: str, *, explainer: str = "saliency",
-         max_bars: int = 10, title: str = "") -> str:
-    """Writes the figure as PNG: one row per image, maps then the q-versus-p bar chart."""
+         max_bars: int = 10, title: str = "", caption: str = CAPTION) -> str:
+    """Writes `figure(...)` as PNG; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(explained, class_names, explainer=explainer, max_bars=max_bars, title=title, caption=caption)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def figure(explained: Explained, class_names: list[str], *, explainer: str = "saliency", max_bars: int = 10,
+           title: str = "", caption: str = CAPTION):
+    """The figure: a title, one row per image (the image, the maps with a colour bar, the q-versus-p bar
+    chart), and a caption saying what p and q are. Close it with `matplotlib.pyplot.close`."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows, maps_per_row = explained.shown_classes.shape
-    fig = plt.figure(figsize=(1.6 * (1 + maps_per_row) + 3.6, 1.9 * rows + 0.4))
-    grid = fig.add_gridspec(rows, 2 + maps_per_row, width_ratios=[1] * (1 + maps_per_row) + [2.6])
+    width = 1.7 * (1 + maps_per_row) + 0.5 + 3.6
+    # Constrained layout places the title, the caption (as the figure's x label) and the colour bars
+    # without overlapping the panels and their titles, whatever the number of rows.
+    fig = plt.figure(figsize=(width, 2.1 * rows + 1.3), layout="constrained")
+    grid = fig.add_gridspec(rows, 2 + maps_per_row, width_ratios=[1] * (1 + maps_per_row) + [2.4])
     for i in range(rows):
         image = np.clip(explained.images[i], 0, 255).astype(np.uint8)
         label = int(explained.labels[i])
@@ -149,21 +174,27 @@ def plot(explained: Explained, class_names: list[str], path: str, *, explainer: 
         axis.set_title(f"{class_names[label]}\n({verdict})", fontsize=9, color="black" if predicted == label else "tab:red")
         axis.axis("off")
         gray = image.mean(axis=-1)
+        map_axes = []
         for k in range(maps_per_row):
             c = int(explained.shown_classes[i, k])
             axis = fig.add_subplot(grid[i, 1 + k])
             axis.imshow(gray, cmap="gray", interpolation="bilinear")
-            axis.imshow(explained.maps[i, k], cmap="jet", alpha=0.55, vmin=0, vmax=1, interpolation="bilinear")
+            heat = axis.imshow(explained.maps[i, k], cmap="jet", alpha=0.55, vmin=0, vmax=1, interpolation="bilinear")
             head = "true" if k == 0 else f"rival {k}"
             axis.set_title(f"{head}: {class_names[c]}\np={explained.probabilities[i, c]:.2f} q={explained.soft_target[i, c]:.2f}",
                            fontsize=8)
             axis.axis("off")
+            map_axes.append(axis)
+        bar = fig.colorbar(heat, ax=map_axes, location="right", shrink=0.8, aspect=12, pad=0.02)  # one scale per row
+        bar.set_ticks([0, 0.5, 1])
+        bar.ax.tick_params(labelsize=7)
         _bars(fig.add_subplot(grid[i, -1]), explained, i, class_names, max_bars, legend=i == 0)
-    fig.suptitle(title or f"{explainer} explanations; q = soft target from self-explanations, p = prediction", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    name = EXPLAINER_NAMES.get(explainer, explainer)
+    fig.suptitle(title or f"{name} explanations of the true class and the classes the model ranks next", fontsize=11)
+    if caption:
+        fig.supxlabel("\n".join(textwrap.wrap(caption, width=int(width * 13), break_on_hyphens=False)), fontsize=9,
+                      ha="left", x=0.01, multialignment="left")
+    return fig
 
 
 def _bars(axis, explained: Explained, i: int, class_names: list[str], max_bars: int, legend: bool) -> None:

@@ -42,6 +42,7 @@ def test_client_prints_class_names_and_the_models_probabilities(exported):
     path, backbone, class_names, files = exported
     result = _client(f"--model_path={path}", "--top_k=2", *files)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "Warning" not in result.stderr, result.stderr[-2000:]  # e.g. runpy's about sys.modules
     lines = result.stdout.strip().splitlines()
     expected = tf.nn.softmax(backbone(_pixels(files))).numpy()
     assert len(lines) == len(files)
@@ -85,6 +86,10 @@ def test_client_resizes_only_when_asked(exported, tmp_path):
     (lambda d: (d / "x.npy").write_text("not an image"), "x.npy: not a plain .npy array"),
     (lambda d: (d / "x.jpg").write_text("not an image"), "x.jpg: not an image TensorFlow can decode"),
     (lambda d: None, "no such file"),
+    (lambda d: np.save(d / "x.npy", np.where(np.eye(32)[None, :, :, None] > 0, np.nan, 100.0).astype("float32")
+                       * np.ones((2, 32, 32, 3), "float32")), "x.npy: 192 pixel values are not finite"),
+    (lambda d: np.save(d / "x.npy", np.pad(np.array([[[np.inf]]]), ((0, 31), (0, 31), (0, 2)))),
+     "x.npy: 1 pixel value is not finite"),
 ])
 def test_client_refuses_inputs_that_do_not_fit(exported, tmp_path, make_input, message):
     path, *_ = exported
@@ -102,6 +107,21 @@ def test_client_command_line_gives_one_line_and_no_traceback(exported, tmp_path)
     assert re.search(r"error: .*gray.npy: shape \[28, 28, 1\] does not fit the model's input \[32, 32, 3\]", result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stdout == ""  # every input is checked before any is classified
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_client_command_line_refuses_non_finite_pixels(exported, tmp_path, bad):
+    path, *_ = exported
+    images = np.full((2, 32, 32, 3), 128.0, "float32")
+    images[1, 5, 7, 2] = bad
+    np.save(tmp_path / "bad.npy", images)
+    result = _client(f"--model_path={path}", str(tmp_path / "bad.npy"))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {tmp_path / 'bad.npy'}: 1 pixel value is not finite (NaN or inf); "
+                      "the model takes float32 pixels in [0, 255]"], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout and "Warning" not in result.stderr
+    assert result.stdout == ""
 
 
 def test_client_refuses_a_folder_that_is_not_an_export(tmp_path):

@@ -1,5 +1,6 @@
 """Explanation figures: the soft-target bars are the training targets, the maps are sane, explain.py works."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def model_and_batch():
     backbone = models.build("small_cnn", data.image_shape, data.num_classes)
     method = methods.build("standard", backbone)
     method.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
-    method.fit(data.train, epochs=1, steps_per_epoch=10, verbose=0)
+    method.fit(data.train, epochs=1, steps_per_epoch=10, shuffle=False, verbose=0)  # the data set shuffles
     images, labels = next(iter(data.eval))
     return backbone, images[:4].numpy(), labels[:4].numpy(), data.class_names
 
@@ -102,3 +103,42 @@ def test_explain_py_refuses_a_model_for_other_data_with_one_line(tmp_path):
     assert result.returncode == 1
     assert "error: the model has 7 classes but" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout and not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("rows", [1, 8, 16])
+def test_figure_is_readable_at_1_to_16_images(model_and_batch, rows):
+    """The title overlaps no panel title, every map row has a colour bar, and a caption says what p and q are."""
+    import matplotlib.pyplot as plt
+
+    backbone, images, labels, class_names = model_and_batch
+    explained = visualize.explain(backbone, images, labels, explainer="gradcam")
+    repeat = -(-rows // len(labels))
+    explained = visualize.Explained(*[np.concatenate([getattr(explained, f.name)] * repeat)[:rows]
+                                      for f in dataclasses.fields(explained)])
+    fig = visualize.figure(explained, class_names, explainer="gradcam")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (title,) = [t for t in fig.texts if t.get_text().startswith("Grad-CAM explanations")]
+        (caption,) = [t for t in fig.texts if t.get_text().startswith("p (blue bars): the model's prediction")]
+        assert "q (orange bars): the soft target" in caption.get_text()
+        figure_box = fig.bbox
+        title_box, caption_box = title.get_window_extent(renderer), caption.get_window_extent(renderer)
+        panels = [axis for axis in fig.axes if axis.get_title()]
+        assert len(panels) == rows * (2 + 2)  # image and three maps titled per row
+        for axis in panels:
+            assert not title_box.overlaps(axis.title.get_window_extent(renderer)), axis.get_title()
+        for axis in fig.axes:
+            assert not caption_box.overlaps(axis.get_tightbbox(renderer)), axis.get_title()
+            assert not title_box.overlaps(axis.get_tightbbox(renderer)), axis.get_title()
+        for box in (title_box, caption_box):
+            assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 and figure_box.y0 <= box.y0 and box.y1 <= figure_box.y1
+        maps = [axis for axis in panels if axis.get_title().startswith(("true:", "rival"))]
+        assert len(maps) == rows * 3
+        for row in range(rows):  # one colour bar per row, and it is the scale of every map in the row
+            heats = [axis.images[-1] for axis in maps[3 * row: 3 * row + 3]]
+            (bar,) = [heat.colorbar for heat in heats if heat.colorbar is not None]
+            assert bar.ax in fig.axes and (bar.norm.vmin, bar.norm.vmax) == (0, 1)
+            assert all(heat.cmap.name == bar.cmap.name and (heat.norm.vmin, heat.norm.vmax) == (0, 1) for heat in heats)
+    finally:
+        plt.close(fig)
