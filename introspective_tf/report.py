@@ -113,7 +113,17 @@ def regime_table(studies: dict[str, list]) -> str:
                              f"{fit_text} | {100 * running:.2f} | {_accuracy(row):.2f} | {gap} |")
     if len(lines) == 2:
         return "Not measured yet."
-    return "\n".join(lines)
+    standard = [row for groups in studies.values() for run, rows in groups if run.name == "standard" for row in rows
+                if compare._fit_accuracy(row) is not None]
+    summary = ""
+    if standard:
+        fits = [100 * compare._fit_accuracy(r) for r in standard]
+        gaps = [100 * compare._fit_accuracy(r) - _accuracy(r) for r in standard]
+        reached = sum(f >= 98.0 for f in fits)
+        summary = (f"\n\nStandard training over {len(fits)} runs: training accuracy {min(fits):.2f}-{max(fits):.2f} % "
+                   f"(98 % or more in {reached} of {len(fits)}), {statistics.mean(gaps):.1f} points above validation "
+                   "accuracy on average.")
+    return "\n".join(lines) + summary
 
 
 def benchmark_table(rows: list[dict]) -> str:
