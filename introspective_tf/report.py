@@ -23,6 +23,7 @@ from introspective_tf import compare, records
 
 STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
 COMPARISON = "configs/compare_cifar10.cfg"
+SWEEP = "configs/sweep_cifar10.cfg"
 BENCHMARK_DATA = "results/benchmark.jsonl"
 TARGET_CONTENT_DATA = "results/target_content.json"
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
@@ -41,26 +42,23 @@ def _accuracy(row: dict) -> float:
 
 
 def comparison_table(groups) -> str:
-    """A compact table of the comparison: one line per run line with finished seeds."""
-    lines = ["| run | seeds | validation accuracy % | train accuracy % | NLL | ECE % | step time x standard |",
-             "|---|---|---|---|---|---|---|"]
-    standard = [r["seconds_per_step"] for run, rows in groups if run.name == "standard" for r in rows if r.get("seconds_per_step")]
+    """A compact table of a study: one line per run line with finished seeds (step times: the benchmark)."""
+    lines = ["| run | seeds | validation accuracy % | train accuracy % | NLL | ECE % |", "|---|---|---|---|---|---|"]
     for run, rows in groups:
         if run.name == compare.TEACHER:
             continue
         if not rows:
-            lines.append(f"| {run.name} | 0 | not run yet | | | | |")
+            lines.append(f"| {run.name} | 0 | not run yet | | | |")
             continue
         train = [100 * a for a in map(compare._fit_accuracy, rows) if a is not None]
-        steps = [r["seconds_per_step"] for r in rows if r.get("seconds_per_step")]
         eces = [100 * r["eval_ece"] for r in rows if r.get("eval_ece") is not None]
         older = sum(not compare.made_by_current_code(r) for r in rows)
         lines.append("| " + " | ".join([
-            run.name, f"{len(rows)}" + (f" ({older}†)" if older else ""), compare._mean_std([_accuracy(r) / 100 for r in rows], 100),
+            run.name, f"{len(rows)}" + (f" ({older}†)" if older else ""),
+            compare._mean_std([_accuracy(r) / 100 for r in rows], 100),
             compare._mean_std([t / 100 for t in train], 100) if train else "-",
             compare._mean_std([r["eval_loss"] for r in rows], 1, 3),
             compare._mean_std([e / 100 for e in eces], 100) if eces else "-",
-            f"{statistics.median(steps) / statistics.median(standard):.2f}" if steps and standard else "-",
         ]) + " |")
     return "\n".join(lines)
 
@@ -151,6 +149,7 @@ def blocks() -> dict[str, str]:
     groups = studies[COMPARISON]
     return {
         "comparison": comparison_table(groups),
+        "sweep": comparison_table(studies[SWEEP]),
         "verdict": verdict(groups),
         "regime": regime_table(studies),
         "benchmark": benchmark_table(records.read(BENCHMARK_DATA)),
