@@ -33,7 +33,7 @@ import statistics
 import sys
 from typing import Any
 
-from introspective_tf import experiment, methods, provenance, records
+from introspective_tf import equivalence, experiment, methods, provenance, records
 from introspective_tf.errors import ConfigError
 
 # Fields that change where a run writes or how much it prints, not what it learns.
@@ -213,16 +213,21 @@ def finished_row(run: RunSpec, teacher: RunSpec | None, rows: list[dict[str, Any
     """The newest row of `rows` made by the same configuration (for kd, the same teacher) and the same
     training code as `run` would be now; None if there is none. `any_code=True`: if no row of the
     current code exists, the newest row of the same configuration made by other training code."""
-    wanted, code = _wanted(run, teacher), current_code_hash(run.config.method)
+    wanted = _wanted(run, teacher)
     same_config = [row for row in rows if _found(row) == wanted]
     for row in reversed(same_config):
-        if row.get("provenance", {}).get("code_hash") == code:
+        if made_by_current_code(row):
             return row
     return same_config[-1] if any_code and same_config else None
 
 
+def accepted_code_hashes(method: str) -> frozenset[str]:
+    """The current code's hash for `method` and those shown to train identically (equivalence.py)."""
+    return frozenset(equivalence.accepted_code_hashes(current_code_hash(method)))
+
+
 def made_by_current_code(row: dict[str, Any]) -> bool:
-    return row.get("provenance", {}).get("code_hash") == current_code_hash(row["config"]["method"])
+    return row.get("provenance", {}).get("code_hash") in accepted_code_hashes(row["config"]["method"])
 
 
 def is_done(run: RunSpec, teacher: RunSpec | None, rows: list[dict[str, Any]]) -> bool:

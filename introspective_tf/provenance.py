@@ -12,8 +12,8 @@ A run's numbers depend on the code that trained it, so `results.json` records
   comment) changes no finished run, while any change to what the code does changes the hash.
 
 `compare` reuses a finished run only when its configuration and its `code_hash` both match the
-current ones, so a table never mixes runs of different training code; the commit says which code
-that was.
+current ones (or the current code was shown to train bit-identically: `equivalence.py`), so a table
+never mixes runs of different training code; the commit says which code that was.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY_DIR = os.path.dirname(PACKAGE_DIR)
 
 # Modules that read results or serve models but never change what a run learns.
-TOOLS = ("agreement", "benchmark", "compare", "export", "provenance", "records", "report", "serving", "summarize",
+TOOLS = ("agreement", "benchmark", "compare", "equivalence", "export", "provenance", "records", "report", "serving", "summarize",
          "target_content", "visualize", "variants")
 
 

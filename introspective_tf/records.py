@@ -43,7 +43,10 @@ def read(path: str) -> list[dict[str, Any]]:
 
 def _identity(row: dict[str, Any]) -> str:
     """What a row measured: a later row with the same identity replaces it. Training runs: run name,
-    configuration, teacher and training code; benchmark rows: model, choice, class count and batch."""
+    configuration, teacher and training code; code equivalences (equivalence.py): the two hashes;
+    benchmark rows: model, choice, class count and batch."""
+    if "same_as" in row:
+        return json.dumps([row["code_hash"], row["same_as"]])
     if "config" not in row:
         return json.dumps([row.get(k) for k in ("model", "method", "num_classes", "batch_size", "image_shape")], default=str)
     config = {k: v for k, v in row["config"].items() if k not in ("output_dir", "export_dir", "verbose")}

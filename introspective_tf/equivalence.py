@@ -1,0 +1,216 @@
+r"""Evidence that a change of the training code changed nothing a run learns, so finished runs stay valid.
+
+`compare` reuses a finished run only when its training-code hash (`provenance.py`) matches the code
+on disk. A refactor changes that hash without changing behaviour, and would throw away hours of
+finished runs. This tool replays every distinct configuration among the finished runs at a tiny,
+deterministic budget (the mini data, a few one-step epochs) under the old code (a git commit) and
+under the code on disk, and compares the loss after every epoch, the final training metrics and the
+validation metrics *exactly*:
+
+    python -m introspective_tf.equivalence --baseline=COMMIT
+
+If every replay of a method is bit-identical, it appends `{"code_hash": new, "same_as": old, ...}`
+to `results/code_equivalence.jsonl`, and `compare` accepts runs of the old hash as made by the new
+code. One differing replay and nothing is recorded for that method: its runs are retrained. The rows
+keep their own hash and commit, so the record of which code made a number is never rewritten.
+
+Epoch-dependent settings (`*_epochs`, `*_from_epoch`) keep their value and the replay gets that many
+epochs plus three, so a warm-up that ends is replayed past its end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from typing import Any
+
+from introspective_tf import provenance, records
+from introspective_tf.errors import ConfigError
+
+EQUIVALENCE_PATH = os.path.join(provenance.REPOSITORY_DIR, "results", "code_equivalence.jsonl")
+DEFAULT_DATA = ("results/sweep_cifar10.jsonl", "results/compare_cifar10.jsonl")
+MINI_DATA = os.path.join(os.path.dirname(provenance.REPOSITORY_DIR), "shared", "data", "cifar10-mini")
+
+# What a replay is compared by: everything a run learned, nothing about when or where it ran.
+_COMPARED = ("train_loss_history", "final_train_metrics", "eval_accuracy", "eval_loss", "eval_nll", "eval_ece",
+             "num_train", "num_eval", "steps_per_epoch")
+# Config fields that are not train.py flags or that the replay sets itself.
+_NOT_FLAGS = ("hparams", "output_dir", "export_dir", "verbose", "momentum", "validation_freq", "data_dir")
+_REPLAY = {"epochs": 3, "steps_per_epoch": 1, "batch_size": 32, "train_limit": 256}
+
+
+def accepted_code_hashes(code: str, path: str = EQUIVALENCE_PATH) -> set[str]:
+    """`code` and every hash recorded as equivalent to it, following `same_as` back through refactors."""
+    same_as: dict[str, set[str]] = {}
+    for row in records.read(path):
+        same_as.setdefault(row["code_hash"], set()).add(row["same_as"])
+    accepted, todo = {code}, [code]
+    while todo:
+        for older in same_as.get(todo.pop(), ()):
+            if older not in accepted:
+                accepted.add(older)
+                todo.append(older)
+    return accepted
+
+
+def _epochs_needed(config: dict[str, Any]) -> int:
+    epoch_settings = [v for k, v in config.get("hparams", {}).items()
+                      if (k.endswith("_epochs") or k.endswith("_from_epoch")) and isinstance(v, int)]
+    return min(config["epochs"], max(_REPLAY["epochs"], max(epoch_settings, default=0) + 3))
+
+
+def replay_flags(config: dict[str, Any], data: str, output_dir: str, teacher_model: str = "") -> list[str]:
+    """train.py's flags for a tiny deterministic replay of a finished run's configuration."""
+    values = {k: v for k, v in config.items() if k not in _NOT_FLAGS}
+    values.update({k: v for k, v in config.get("hparams", {}).items() if k != "teacher"})
+    values.update(_REPLAY, epochs=_epochs_needed(config), dataset=f"folder:{data}", deterministic=True,
+                  output_dir=output_dir, export_dir="none", verbose=0)
+    values["validation_freq"] = values["epochs"]
+    if teacher_model:
+        values["teacher"] = teacher_model
+    return [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(values.items()) if v is not None]
+
+
+def _replay(tree: str, config: dict[str, Any], data: str, scratch: str, name: str, teacher: dict | None) -> dict:
+    teacher_model = ""
+    if teacher is not None:
+        teacher_dir = os.path.join(scratch, name + "-teacher")
+        _run_train(tree, replay_flags(teacher, data, teacher_dir))
+        teacher_model = os.path.join(teacher_dir, "model.keras")
+    output_dir = os.path.join(scratch, name)
+    results = _run_train(tree, replay_flags(config, data, output_dir, teacher_model))
+    return {k: results.get(k) for k in _COMPARED}
+
+
+def _run_train(tree: str, flags: list[str]) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tree}
+    done = subprocess.run([sys.executable, os.path.join(tree, "train.py"), *flags], cwd=tree, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"the replay failed in {tree}: {last}")
+    output_dir = next(f.split("=", 1)[1] for f in flags if f.startswith("--output_dir="))
+    with open(os.path.join(output_dir, "results.json")) as f:
+        return json.load(f)
+
+
+def code_hashes(tree: str, method_names: list[str]) -> dict[str, str]:
+    """The training-code hash of each method's runs under the code in `tree` (computed by that code)."""
+    snippet = ("import json, sys; from introspective_tf import compare; "
+               "print(json.dumps({m: compare.current_code_hash(m) for m in sys.argv[1:]}))")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tree}
+    done = subprocess.run([sys.executable, "-c", snippet, *method_names], cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"cannot compute the code hashes in {tree}: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@dataclasses.dataclass
+class Verdict:
+    method: str
+    old: str
+    new: str
+    replayed: list[str]
+    differences: list[str]  # "run: field" of every replay that differs
+
+
+def check(baseline: str, candidate: str, rows: list[dict], data: str = MINI_DATA) -> list[Verdict]:
+    """Replays, in both trees, each distinct configuration of `rows` made by the baseline's code."""
+    methods = sorted({row["config"]["method"] for row in rows})
+    old_hashes, new_hashes = code_hashes(baseline, methods), code_hashes(candidate, methods)
+    verdicts = {}
+    seen = set()
+    with tempfile.TemporaryDirectory() as scratch:
+        for row in rows:
+            method = row["config"]["method"]
+            old, new = old_hashes[method], new_hashes[method]
+            if old == new or row.get("provenance", {}).get("code_hash") != old:
+                continue
+            key = json.dumps([row["config"], row.get("teacher")], sort_keys=True, default=str)
+            if key in seen:
+                continue
+            seen.add(key)
+            verdict = verdicts.setdefault(method, Verdict(method, old, new, [], []))
+            name = f"{row.get('compare_run') or method}-{len(seen)}"
+            got = [_replay(tree, row["config"], data, os.path.join(scratch, side), name, row.get("teacher"))
+                   for side, tree in (("baseline", baseline), ("candidate", candidate))]
+            verdict.replayed.append(name)
+            verdict.differences += [f"{name}: {k}" for k in _COMPARED if got[0][k] != got[1][k]]
+            print(f"{name}: {'identical' if not verdict.differences else 'DIFFERENT'}", flush=True)
+    return list(verdicts.values())
+
+
+def record(verdicts: list[Verdict], baseline_commit: str, path: str = EQUIVALENCE_PATH) -> int:
+    """Appends an equivalence row for every method whose replays were all identical; how many."""
+    added = 0
+    for verdict in verdicts:
+        if verdict.differences:
+            continue
+        records.add(path, {
+            "method": verdict.method, "code_hash": verdict.new, "same_as": verdict.old,
+            "baseline_commit": baseline_commit, "candidate": provenance.record()["git_commit"],
+            "replayed": verdict.replayed,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        })
+        added += 1
+    return added
+
+
+def export_commit(commit: str, directory: str) -> None:
+    """The package and train.py as they were at `commit`, written under `directory`."""
+    archive = subprocess.run(["git", "-C", provenance.REPOSITORY_DIR, "archive", commit, "introspective_tf", "train.py"],
+                             capture_output=True)
+    if archive.returncode != 0:
+        raise ConfigError(f"cannot read commit '{commit}': {archive.stderr.decode().strip().splitlines()[-1]}")
+    path = os.path.join(directory, "baseline.tar")
+    with open(path, "wb") as f:
+        f.write(archive.stdout)
+    with tarfile.open(path) as tar:
+        tar.extractall(directory, filter="data")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    from absl import flags
+
+    try:
+        _check_and_record(flags.FLAGS)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
+def _check_and_record(args) -> None:
+    if not os.path.isdir(os.path.join(args.mini_data, "train")):
+        raise ConfigError(f"no mini data at {args.mini_data}: set --mini_data")
+    rows = [row for path in args.data for row in records.read(path) if "config" in row]
+    with tempfile.TemporaryDirectory() as baseline:
+        export_commit(args.baseline, baseline)
+        verdicts = check(baseline, provenance.REPOSITORY_DIR, rows, args.mini_data)
+    if not verdicts:
+        print("no finished run was made by the baseline's code under another hash: nothing to check")
+        return
+    for v in verdicts:
+        outcome = "identical: recorded" if not v.differences else "differs: " + ", ".join(v.differences)
+        print(f"{v.method} {v.old} -> {v.new}, {len(v.replayed)} replays: {outcome}")
+    if not args.dry_run:
+        record(verdicts, args.baseline)
+    if any(v.differences for v in verdicts):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import app, flags
+
+    flags.DEFINE_string("baseline", None, "Git commit of the code that made the finished runs.", required=True)
+    flags.DEFINE_list("data", list(DEFAULT_DATA), "Run data files whose runs to replay.")
+    flags.DEFINE_string("mini_data", MINI_DATA, "Small image folder (ROOT/train/CLASS/*.jpg) for the replays.")
+    flags.DEFINE_bool("dry_run", False, "Check only; record nothing.")
+    app.run(main)

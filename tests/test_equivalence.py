@@ -1,0 +1,64 @@
+"""Code equivalence: a refactor that trains bit-identically keeps finished runs; one that does not, does not."""
+
+import shutil
+
+from introspective_tf import equivalence, provenance
+
+
+def _copy_of_the_code(root):
+    shutil.copytree(provenance.PACKAGE_DIR, root / "introspective_tf", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(provenance.REPOSITORY_DIR + "/train.py", root / "train.py")
+    return root
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def _row(method, code_hash, **hparams):
+    config = {"dataset": "folder:elsewhere", "method": method, "model": "small_cnn", "epochs": 60, "batch_size": 128,
+              "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "steps_per_epoch": 0,
+              "seed": 3, "output_dir": "runs/x", "export_dir": "none", "data_dir": None, "eval_split": "validation",
+              "validation_split": 0.1, "train_limit": 5000, "jit_compile": False, "verbose": 2, "validation_freq": 20,
+              "hparams": hparams, "strategy": "default", "tpu": "", "sync_batchnorm": True,
+              "mixed_precision": "float32", "deterministic": False}
+    return {"compare_run": method, "config": config, "provenance": {"code_hash": code_hash}}
+
+
+def test_accepted_hashes_follow_same_as_back_through_refactors(tmp_path):
+    path = str(tmp_path / "equivalence.jsonl")
+    assert equivalence.accepted_code_hashes("c", path) == {"c"}
+    for new, old in (("b", "a"), ("c", "b"), ("x", "c")):
+        equivalence.records.add(path, {"method": "standard", "code_hash": new, "same_as": old})
+    assert equivalence.accepted_code_hashes("c", path) == {"a", "b", "c"}  # not the later "x"
+    assert equivalence.accepted_code_hashes("a", path) == {"a"}
+
+
+def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
+    flags = equivalence.replay_flags(_row("introspective", "h", warmup_epochs=30, alpha=0.2)["config"], "/mini", "/out")
+    assert "--epochs=33" in flags and "--warmup_epochs=30" in flags and "--alpha=0.2" in flags
+    assert "--steps_per_epoch=1" in flags and "--deterministic=true" in flags and "--dataset=folder:/mini" in flags
+    assert not any(f.startswith(("--momentum", "--hparams", "--data_dir")) for f in flags)
+    assert "--epochs=3" in equivalence.replay_flags(_row("standard", "h")["config"], "/mini", "/out")
+
+
+def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path, mini_dataset):
+    baseline = _copy_of_the_code(tmp_path / "baseline")
+    candidate = _copy_of_the_code(tmp_path / "candidate")
+    # Neutral for every method: a renamed local variable in the data pipeline (a new syntax tree).
+    _edit(candidate / "introspective_tf" / "data.py", "            fixed = image\n", "            fixed = same = image\n")
+    # A behaviour change in one method.
+    _edit(candidate / "introspective_tf" / "methods" / "label_smoothing.py",
+          "target = (1.0 - smoothing) * target", "target = (1.0 - 0.5 * smoothing) * target")
+    old = equivalence.code_hashes(str(baseline), ["standard", "label_smoothing"])
+    rows = [_row("standard", old["standard"]), _row("label_smoothing", old["label_smoothing"], smoothing=0.1),
+            _row("standard", "made-by-other-code")]
+    verdicts = {v.method: v for v in equivalence.check(str(baseline), str(candidate), rows, mini_dataset[len("folder:"):])}
+    assert verdicts["standard"].differences == [] and len(verdicts["standard"].replayed) == 1
+    assert verdicts["standard"].new != verdicts["standard"].old
+    assert any("train_loss_history" in d for d in verdicts["label_smoothing"].differences)
+    path = tmp_path / "equivalence.jsonl"
+    assert equivalence.record(list(verdicts.values()), "abc", str(path)) == 1
+    assert equivalence.accepted_code_hashes(verdicts["standard"].new, str(path)) == {verdicts["standard"].new, old["standard"]}
