@@ -2,7 +2,8 @@ r"""Evidence that a change of the training code changed nothing a run learns, so
 
 `compare` reuses a finished run only when its training-code hash (`provenance.py`) matches the code
 on disk. A refactor changes that hash without changing behaviour, and would throw away hours of
-finished runs. This tool replays every distinct configuration among the finished runs at a tiny,
+finished runs. This tool replays every distinct configuration among the finished runs and the
+studies' planned runs (seeds aside) at a tiny,
 deterministic budget (the mini data, a few one-step epochs) under the old code (a git commit) and
 under the code on disk, and compares the loss after every epoch, the final training metrics and the
 validation metrics *exactly*:
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import subprocess
 import sys
@@ -35,6 +37,7 @@ from introspective_tf.errors import ConfigError
 
 EQUIVALENCE_PATH = os.path.join(provenance.REPOSITORY_DIR, "results", "code_equivalence.jsonl")
 DEFAULT_DATA = ("results/sweep_cifar10.jsonl", "results/compare_cifar10.jsonl")
+DEFAULT_CONFIGS = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
 MINI_DATA = os.path.join(os.path.dirname(provenance.REPOSITORY_DIR), "shared", "data", "cifar10-mini")
 
 # What a replay is compared by: everything a run learned, nothing about when or where it ran.
@@ -42,6 +45,7 @@ _COMPARED = ("train_loss_history", "final_train_metrics", "eval_accuracy", "eval
              "num_train", "num_eval", "steps_per_epoch")
 # Config fields that are not train.py flags or that the replay sets itself.
 _NOT_FLAGS = ("hparams", "output_dir", "export_dir", "verbose", "momentum", "validation_freq", "data_dir")
+_NOT_DISTINCT = ("seed", "output_dir", "export_dir", "verbose", "validation_freq")
 _REPLAY = {"epochs": 3, "steps_per_epoch": 1, "batch_size": 32, "train_limit": 256}
 
 
@@ -60,8 +64,8 @@ def accepted_code_hashes(code: str, path: str = EQUIVALENCE_PATH) -> set[str]:
 
 
 def _epochs_needed(config: dict[str, Any]) -> int:
-    epoch_settings = [v for k, v in config.get("hparams", {}).items()
-                      if (k.endswith("_epochs") or k.endswith("_from_epoch")) and isinstance(v, int)]
+    epoch_settings = [math.ceil(v) for k, v in config.get("hparams", {}).items()
+                      if (k.endswith("_epochs") or k.endswith("_from_epoch")) and isinstance(v, (int, float))]
     return min(config["epochs"], max(_REPLAY["epochs"], max(epoch_settings, default=0) + 3))
 
 
@@ -121,30 +125,50 @@ class Verdict:
     differences: list[str]  # "run: field" of every replay that differs
 
 
-def check(baseline: str, candidate: str, rows: list[dict], data: str = MINI_DATA) -> list[Verdict]:
-    """Replays, in both trees, each distinct configuration of `rows` made by the baseline's code."""
-    methods = sorted({row["config"]["method"] for row in rows})
+def check(baseline: str, candidate: str, runs: list[dict], data: str = MINI_DATA) -> list[Verdict]:
+    """Replays, in both trees, each distinct configuration of `runs` (rows or planned runs: "config",
+    optional "teacher", "compare_run") whose method's training code differs between the trees. A row
+    made by yet other code (its provenance's hash is not the baseline's) is skipped; seeds do not
+    make configurations distinct (they change numbers, not which code runs)."""
+    methods = sorted({run["config"]["method"] for run in runs})
     old_hashes, new_hashes = code_hashes(baseline, methods), code_hashes(candidate, methods)
-    verdicts = {}
-    seen = set()
+    verdicts, seen = {}, set()
     with tempfile.TemporaryDirectory() as scratch:
-        for row in rows:
-            method = row["config"]["method"]
+        for run in runs:
+            method = run["config"]["method"]
             old, new = old_hashes[method], new_hashes[method]
-            if old == new or row.get("provenance", {}).get("code_hash") != old:
+            made_by = run.get("provenance", {}).get("code_hash", old)
+            if old == new or made_by != old:
                 continue
-            key = json.dumps([row["config"], row.get("teacher")], sort_keys=True, default=str)
+            key = json.dumps([{k: v for k, v in run["config"].items() if k not in _NOT_DISTINCT},
+                              run.get("teacher")], sort_keys=True, default=str)
             if key in seen:
                 continue
             seen.add(key)
             verdict = verdicts.setdefault(method, Verdict(method, old, new, [], []))
-            name = f"{row.get('compare_run') or method}-{len(seen)}"
-            got = [_replay(tree, row["config"], data, os.path.join(scratch, side), name, row.get("teacher"))
+            name = f"{run.get('compare_run') or method}-{len(seen)}"
+            got = [_replay(tree, run["config"], data, os.path.join(scratch, side), name, run.get("teacher"))
                    for side, tree in (("baseline", baseline), ("candidate", candidate))]
             verdict.replayed.append(name)
-            verdict.differences += [f"{name}: {k}" for k in _COMPARED if got[0][k] != got[1][k]]
-            print(f"{name}: {'identical' if not verdict.differences else 'DIFFERENT'}", flush=True)
+            different = [f"{name}: {k}" for k in _COMPARED if got[0][k] != got[1][k]]
+            verdict.differences += different
+            print(f"{name}: {'DIFFERENT' if different else 'identical'}", flush=True)
     return list(verdicts.values())
+
+
+def planned_runs(config_path: str) -> list[dict]:
+    """The run lines of a comparison config as replayable runs (method defaults resolved)."""
+    from introspective_tf import compare
+
+    with open(config_path) as f:
+        specs, teacher = compare.parse_config(f.read(), tempfile.gettempdir())
+    runs = []
+    for spec in ([teacher] if teacher else []) + specs:
+        run = {"compare_run": spec.name, "config": compare.comparable(dataclasses.asdict(spec.config))}
+        if spec.uses_teacher:
+            run["teacher"] = compare.comparable(dataclasses.asdict(teacher.config))
+        runs.append(run)
+    return runs
 
 
 def record(verdicts: list[Verdict], baseline_commit: str, path: str = EQUIVALENCE_PATH) -> int:
@@ -189,10 +213,11 @@ def main(argv: list[str]) -> None:
 def _check_and_record(args) -> None:
     if not os.path.isdir(os.path.join(args.mini_data, "train")):
         raise ConfigError(f"no mini data at {args.mini_data}: set --mini_data")
-    rows = [row for path in args.data for row in records.read(path) if "config" in row]
+    runs = [row for path in args.data for row in records.read(path) if "config" in row]
+    runs += [run for path in args.configs for run in planned_runs(path)]
     with tempfile.TemporaryDirectory() as baseline:
         export_commit(args.baseline, baseline)
-        verdicts = check(baseline, provenance.REPOSITORY_DIR, rows, args.mini_data)
+        verdicts = check(baseline, provenance.REPOSITORY_DIR, runs, args.mini_data)
     if not verdicts:
         print("no finished run was made by the baseline's code under another hash: nothing to check")
         return
@@ -211,6 +236,7 @@ if __name__ == "__main__":
 
     flags.DEFINE_string("baseline", None, "Git commit of the code that made the finished runs.", required=True)
     flags.DEFINE_list("data", list(DEFAULT_DATA), "Run data files whose runs to replay.")
+    flags.DEFINE_list("configs", list(DEFAULT_CONFIGS), "Comparison configs whose run lines to replay as well.")
     flags.DEFINE_string("mini_data", MINI_DATA, "Small image folder (ROOT/train/CLASS/*.jpg) for the replays.")
     flags.DEFINE_bool("dry_run", False, "Check only; record nothing.")
     app.run(main)

@@ -37,8 +37,8 @@ def test_accepted_hashes_follow_same_as_back_through_refactors(tmp_path):
 
 
 def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
-    flags = equivalence.replay_flags(_row("introspective", "h", warmup_epochs=30, alpha=0.2)["config"], "/mini", "/out")
-    assert "--epochs=33" in flags and "--warmup_epochs=30" in flags and "--alpha=0.2" in flags
+    flags = equivalence.replay_flags(_row("introspective", "h", warmup_epochs=29.5, alpha=0.2)["config"], "/mini", "/out")
+    assert "--epochs=33" in flags and "--warmup_epochs=29.5" in flags and "--alpha=0.2" in flags
     assert "--steps_per_epoch=1" in flags and "--deterministic=true" in flags and "--dataset=folder:/mini" in flags
     assert not any(f.startswith(("--momentum", "--hparams", "--data_dir")) for f in flags)
     assert "--epochs=3" in equivalence.replay_flags(_row("standard", "h")["config"], "/mini", "/out")
@@ -62,3 +62,14 @@ def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path
     path = tmp_path / "equivalence.jsonl"
     assert equivalence.record(list(verdicts.values()), "abc", str(path)) == 1
     assert equivalence.accepted_code_hashes(verdicts["standard"].new, str(path)) == {verdicts["standard"].new, old["standard"]}
+
+
+def test_planned_runs_resolve_defaults_and_give_kd_its_teacher(tmp_path):
+    config = tmp_path / "c.cfg"
+    config.write_text("common --model=small_cnn --epochs=5\nseeds 0 1\nteacher --model=resnet20 --method=standard\n"
+                      "ls --method=label_smoothing\nkd --method=kd\n")
+    planned = equivalence.planned_runs(str(config))
+    assert [run["compare_run"] for run in planned] == ["teacher", "ls", "ls", "kd", "kd"]
+    runs = {run["compare_run"]: run for run in planned}
+    assert runs["ls"]["config"]["hparams"] == {"smoothing": 0.1}
+    assert runs["kd"]["teacher"]["model"] == "resnet20" and "teacher" not in runs["ls"]
