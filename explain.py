@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from introspective_tf import data as data_lib  # noqa: E402
-from introspective_tf import visualize  # noqa: E402
-from introspective_tf.errors import ConfigError  # noqa: E402
-from introspective_tf.explanations import EXPLANATIONS  # noqa: E402
-from introspective_tf.soft_targets import SOFT_TARGETS  # noqa: E402
+from introspective_tf import data as data_lib
+from introspective_tf import visualize
+from introspective_tf.errors import ConfigError
+from introspective_tf.explanations import EXPLANATIONS
+from introspective_tf.soft_targets import SOFT_TARGETS
 
 flags.DEFINE_string("model_path", None, "SavedModel export, run folder, or model.keras file.", required=True)
 flags.DEFINE_string("dataset", "cifar10", "cifar10, cifar100, ... (TFDS) or folder:ROOT; must match the model.")

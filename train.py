@@ -11,12 +11,10 @@ a SavedModel (float images in, probabilities out) to --export_dir.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 from introspective_tf import experiment, methods, models
 from introspective_tf.distribute import STRATEGIES

@@ -8,12 +8,12 @@
     itf.export.export_classifier(backbone, "saved_models/mine")
 """
 
-import os
+from introspective_tf import quiet
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported; the user's value wins
+quiet.start_tensorflow()  # before anything imports TensorFlow: the log level, minus CUDA start-up notices
 
-from introspective_tf import data, experiment, explanations, export, methods, models, soft_targets
-from introspective_tf.errors import ConfigError
+from introspective_tf import data, experiment, explanations, export, methods, models, soft_targets  # noqa: E402
+from introspective_tf.errors import ConfigError  # noqa: E402
 
 __all__ = ["data", "experiment", "explanations", "export", "methods", "models", "soft_targets", "ConfigError"]
 

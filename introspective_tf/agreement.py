@@ -12,18 +12,16 @@ Variants use the benchmark's `key=value;key=value` syntax.
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-from introspective_tf import data as data_lib  # noqa: E402
-from introspective_tf import methods, soft_targets  # noqa: E402
-from introspective_tf.variants import parse_settings  # noqa: E402
+from introspective_tf import data as data_lib
+from introspective_tf import methods, soft_targets
+from introspective_tf.variants import parse_settings
 
 FLAGS = flags.FLAGS
 

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import statistics  # noqa: E402
-import time  # noqa: E402
+import statistics
+import time
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import keras
+import numpy as np
+from absl import app, flags
 
-from introspective_tf import methods, models, provenance, records  # noqa: E402
-from introspective_tf.variants import parse_settings  # noqa: E402
+from introspective_tf import methods, models, provenance, records
+from introspective_tf.variants import parse_settings
 
 flags.DEFINE_string("model", "resnet20", "Backbone.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")

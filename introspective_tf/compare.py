@@ -562,7 +562,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import app, flags
 
     flags.DEFINE_string("config", None, "Comparison config: one run per line (see this module's docstring).", required=True)

@@ -15,7 +15,7 @@ import socket
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from introspective_tf.errors import ConfigError
+from introspective_tf.errors import ConfigError, option
 
 TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped")
 FOLDER_PREFIX = "folder:"
@@ -49,13 +49,18 @@ def _network_reachable(timeout: float = 5.0) -> bool:
         return False
 
 
+def _local_data_advice() -> str:
+    return (f"point {option('data_dir', 'DIR')} at a prepared TFDS directory or use "
+            f"{option('dataset', 'folder:ROOT')} (ROOT/train/CLASS/*.jpg)")
+
+
 def _load_tfds(name: str, data_dir: str | None):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         if not builder.is_prepared() and not _network_reachable():
             raise DatasetError(
                 f"TFDS dataset '{name}' is not prepared in {builder.data_dir} and there is no network to download "
-                "it: point --data_dir at a prepared TFDS directory or use --dataset=folder:ROOT"
+                f"it: {_local_data_advice()}"
             )
         builder.download_and_prepare()
     except DatasetError:
@@ -63,7 +68,7 @@ def _load_tfds(name: str, data_dir: str | None):
     except Exception as err:  # TFDS raises many kinds of network and filesystem errors.
         raise DatasetError(
             f"could not load TFDS dataset '{name}' ({type(err).__name__}); without network access, "
-            "point --data_dir at a prepared TFDS directory or use --dataset=folder:ROOT"
+            f"{_local_data_advice()}"
         ) from None
     return builder
 

@@ -231,7 +231,6 @@ def _check_and_record(args) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import app, flags
 
     flags.DEFINE_string("baseline", None, "Git commit of the code that made the finished runs.", required=True)

@@ -114,9 +114,15 @@ def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.opti
 
 
 def _writable_dir(path: str, what: str) -> str:
+    """Fails now if `path` cannot be written, without creating it: the folder is made once the data and
+    the model are ready, so a run that fails on its data leaves no empty folder behind."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{what} '{path}' is not writable: '{existing}' is a file")
     try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")  # per process: workers probe at once
+        probe = os.path.join(existing, f".write-test-{os.getpid()}")  # per process: workers probe at once
         with open(probe, "w"):
             pass
         os.remove(probe)
@@ -181,6 +187,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         distribute.prepare_for_multiworker(method)
 
+    os.makedirs(output_dir, exist_ok=True)  # only now: the data and the model are ready
     backup = resume.Backup(os.path.join(output_dir, "backup"))
     initial_epoch = backup.restore(method)
     history_path = os.path.join(output_dir, "history.csv")
@@ -199,6 +206,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     history = method.fit(
         data.train.repeat(), epochs=config.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
         validation_data=data.eval, validation_freq=config.validation_freq, callbacks=callbacks, verbose=config.verbose,
+        shuffle=False,  # data.py's pipeline shuffles; Keras ignores (and warns about) fit's shuffle for datasets
     )
     train_seconds = time.perf_counter() - start
     train_loss = history.history.get("loss", [])

@@ -31,8 +31,8 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY_DIR = os.path.dirname(PACKAGE_DIR)
 
 # Modules that read results or serve models but never change what a run learns.
-TOOLS = ("agreement", "benchmark", "compare", "equivalence", "export", "provenance", "records", "report", "serving", "summarize",
-         "target_content", "visualize", "variants")
+TOOLS = ("agreement", "benchmark", "compare", "equivalence", "export", "provenance", "quiet", "records", "report",
+         "serving", "summarize", "target_content", "visualize", "variants")
 
 
 def training_code_files(method_file: str | None = None) -> list[str]:

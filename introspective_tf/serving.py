@@ -16,8 +16,6 @@ import os
 import sys
 import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 # `python -m introspective_tf.serving` imports the package first, and the package's __init__ imports
 # this module (as `introspective_tf.serving`) before runpy executes it again as __main__; runpy then
 # warns that two copies may behave unpredictably. The __main__ copy below only hands over to the

@@ -29,16 +29,15 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-from introspective_tf import data as data_lib  # noqa: E402
-from introspective_tf import methods, model_checks, provenance, resume, teacher as teacher_lib, visualize  # noqa: E402
-from introspective_tf.errors import ConfigError  # noqa: E402
+from introspective_tf import data as data_lib
+from introspective_tf import methods, model_checks, provenance, resume, teacher as teacher_lib, visualize
+from introspective_tf.errors import ConfigError
 
 FLAGS = flags.FLAGS
 

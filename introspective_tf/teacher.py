@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from introspective_tf import export
-from introspective_tf.errors import ConfigError
+from introspective_tf.errors import ConfigError, option
 
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -66,7 +66,7 @@ def _from_saved_model(path: str) -> Teacher:
 def load(path: str, input_shape: tuple, num_classes: int) -> Teacher:
     """Loads the teacher at `path` and checks it fits the student's data; a ConfigError if not."""
     if not path:
-        raise ConfigError("kd needs a teacher: --teacher=PATH (a run's model.keras or a SavedModel export)")
+        raise ConfigError(f"kd needs a teacher: {option('teacher', 'PATH')} (a run's model.keras or a SavedModel export)")
     if path.endswith(".keras") and os.path.isfile(path):
         teacher = _from_keras(path)
     elif os.path.isfile(os.path.join(path, "saved_model.pb")):

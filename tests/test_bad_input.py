@@ -2,6 +2,8 @@
 
 import hashlib
 import shutil
+import sys
+import types
 
 import pytest
 import tensorflow as tf
@@ -95,7 +97,10 @@ def test_corrupt_image_names_the_file(previous_run, tmp_path, mini_dataset):
 
 def test_tfds_without_network_says_how_to_use_local_data(previous_run, tmp_path, monkeypatch):
     monkeypatch.setattr(data_lib, "DOWNLOAD_PROBE", ("unreachable.invalid", 443))  # never downloads in tests
-    with pytest.raises(ConfigError, match=r"no network to download it: point --data_dir .* or use --dataset=folder:ROOT"):
+    with pytest.raises(ConfigError, match=r"no network to download it: point --data_dir=DIR .* or use --dataset=folder:ROOT"):
+        experiment.run(_config(previous_run, "cifar10", data_dir=str(tmp_path / "tfds")))
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # in a notebook: arguments, not flags
+    with pytest.raises(ConfigError, match=r'point data_dir="DIR" .* or use dataset="folder:ROOT"'):
         experiment.run(_config(previous_run, "cifar10", data_dir=str(tmp_path / "tfds")))
 
 

@@ -30,9 +30,19 @@ def trained(request, tmp_path_factory):
         pytest.skip("real data not found")
     from conftest import MINI
     tmp_path = tmp_path_factory.mktemp(request.param)
-    _train(tmp_path, f"folder:{MINI}", f"--method={request.param}", "--epochs=4", "--batch_size=50",
-           "--learning_rate=0.05", "--similarity_temperature=0.5", "--temperature=2")
+    result = _train(tmp_path, f"folder:{MINI}", f"--method={request.param}", "--epochs=4", "--batch_size=50",
+                    "--learning_rate=0.05", "--similarity_temperature=0.5", "--temperature=2")
+    (tmp_path / "stderr.txt").write_text(result.stderr)
     return request.param, tmp_path
+
+
+def test_training_prints_no_start_up_noise_or_warnings_of_our_making(trained):
+    _, tmp_path = trained
+    stderr = (tmp_path / "stderr.txt").read_text()
+    noise = ["oneDNN custom operations", "absl::InitializeLog", "shuffle=True", "Warning"]
+    if not os.path.exists("/proc/driver/nvidia"):  # no GPU driver: CUDA's start-up lines say nothing
+        noise += ["cuda drivers", "cuInit"]
+    assert not [line for line in stderr.splitlines() if any(n in line for n in noise)], stderr[-3000:]
 
 
 def test_results_json_has_the_promised_fields(trained):
@@ -93,6 +103,7 @@ def test_bad_flags_give_one_line_and_no_traceback(tmp_path, mini_dataset, flag, 
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "run").exists()  # no empty run folder under the name the next run uses
 
 
 def test_results_json_has_calibration_and_a_reliability_diagram(trained):
