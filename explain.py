@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 
-
 from absl import app, flags
 
 from introspective_tf import data as data_lib
@@ -24,14 +23,20 @@ from introspective_tf.soft_targets import SOFT_TARGETS
 flags.DEFINE_string("model_path", None, "SavedModel export, run folder, or model.keras file.", required=True)
 flags.DEFINE_string("dataset", "cifar10", "cifar10, cifar100, ... (TFDS) or folder:ROOT; must match the model.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-flags.DEFINE_enum("eval_split", "test", ["test", "validation"], "Where the images come from (validation if no test split).")
+flags.DEFINE_enum(
+    "eval_split", "test", ["test", "validation"], "Where the images come from (validation if no test split)."
+)
 flags.DEFINE_integer("num_images", 8, "Images (figure rows).")
 flags.DEFINE_string("output", "explanations.png", "PNG to write.")
 flags.DEFINE_enum("explainer", "saliency", list(visualize.EXPLAINERS), "tf-keras-vis method for the maps.")
 flags.DEFINE_integer("competitors", 2, "Other classes shown beside the true class: the model's top-ranked ones.")
 flags.DEFINE_integer("smooth_samples", 20, "Noisy copies per image for --explainer=smoothgrad.")
-flags.DEFINE_enum("explanation", "gradcam", list(EXPLANATIONS), "Self-explanation the soft target q is made of, as in training.")
-flags.DEFINE_float("similarity_temperature", 0.05, "tau of the soft target q = softmax(similarity / tau), as in training.")
+flags.DEFINE_enum(
+    "explanation", "gradcam", list(EXPLANATIONS), "Self-explanation the soft target q is made of, as in training."
+)
+flags.DEFINE_float(
+    "similarity_temperature", 0.05, "tau of the soft target q = softmax(similarity / tau), as in training."
+)
 flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "Soft-target kind, as in training.")
 flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
 
@@ -47,15 +52,23 @@ def make_figure() -> str:
     if not os.path.isdir(output_dir):
         raise ConfigError(f"output folder '{output_dir}' does not exist")
     model = visualize.load_classifier(FLAGS.model_path)
-    data = data_lib.load(FLAGS.dataset, batch_size=FLAGS.num_images, data_dir=FLAGS.data_dir,
-                         eval_split=FLAGS.eval_split, augment=False)
+    data = data_lib.load(
+        FLAGS.dataset, batch_size=FLAGS.num_images, data_dir=FLAGS.data_dir, eval_split=FLAGS.eval_split, augment=False
+    )
     if data.num_classes != model.output_shape[-1]:
         raise ConfigError(f"the model has {model.output_shape[-1]} classes but {FLAGS.dataset} has {data.num_classes}")
     images, labels = next(iter(data.eval))
     explained = visualize.explain(
-        model, images, labels, explainer=FLAGS.explainer, competitors=FLAGS.competitors,
-        smooth_samples=FLAGS.smooth_samples, similarity_temperature=FLAGS.similarity_temperature,
-        soft_target=FLAGS.soft_target, epsilon=FLAGS.epsilon, explanation=FLAGS.explanation,
+        model,
+        images,
+        labels,
+        explainer=FLAGS.explainer,
+        competitors=FLAGS.competitors,
+        smooth_samples=FLAGS.smooth_samples,
+        similarity_temperature=FLAGS.similarity_temperature,
+        soft_target=FLAGS.soft_target,
+        epsilon=FLAGS.epsilon,
+        explanation=FLAGS.explanation,
     )
     return visualize.plot(explained, data.class_names, FLAGS.output, explainer=FLAGS.explainer)
 

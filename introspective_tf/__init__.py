@@ -1,11 +1,11 @@
 """introspective_tf: introspective learning (Gu, Wu & Tresp, ACCV 2020) in Keras 3 / TensorFlow.
 
-    import introspective_tf as itf
-    backbone = itf.models.build("resnet20", (32, 32, 3), num_classes=10)
-    model = itf.methods.build("introspective", backbone, {"alpha": 0.5})
-    model.compile(optimizer="sgd")
-    model.fit(train_ds, epochs=...)
-    itf.export.export_classifier(backbone, "saved_models/mine")
+import introspective_tf as itf
+backbone = itf.models.build("resnet20", (32, 32, 3), num_classes=10)
+model = itf.methods.build("introspective", backbone, {"alpha": 0.5})
+model.compile(optimizer="sgd")
+model.fit(train_ds, epochs=...)
+itf.export.export_classifier(backbone, "saved_models/mine")
 """
 
 from introspective_tf import quiet

@@ -12,8 +12,6 @@ Variants use the benchmark's `key=value;key=value` syntax.
 
 from __future__ import annotations
 
-
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -28,13 +26,19 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
     """Only when run as a program: train.py defines some of the same names, and tests import both."""
-    flags.DEFINE_string("model_path", None, "A trained backbone saved as .keras (runs/<name>/model.keras).", required=True)
+    flags.DEFINE_string(
+        "model_path", None, "A trained backbone saved as .keras (runs/<name>/model.keras).", required=True
+    )
     flags.DEFINE_string("dataset", "folder:../shared/data/cifar10", "Dataset the model was trained on.")
     flags.DEFINE_enum("eval_split", "validation", ["test", "validation"], "Split to compare targets on.")
     flags.DEFINE_float("validation_split", 0.1, "As in train.py.")
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     flags.DEFINE_integer("batches", 8, "Batches to average over.")
-    flags.DEFINE_string("reference", "explanation=gradient", "Settings of the reference targets (default: exact input gradients, cosine).")
+    flags.DEFINE_string(
+        "reference",
+        "explanation=gradient",
+        "Settings of the reference targets (default: exact input gradients, cosine).",
+    )
     flags.DEFINE_list("variants", ["explanation=gradcam"], "Settings of the variants to compare.")
 
 
@@ -43,8 +47,9 @@ def target_function(backbone: keras.Model, settings: dict):
     trainer = methods.build("introspective", backbone, settings)
     if trainer.explanation_mode == "inference":
         return tf.function(trainer.targets)
-    compute = tf.function(lambda x, y: trainer.shared_forward(x, y)[1] if trainer.explanation_mode == "shared"
-                          else trainer.targets(x, y))
+    compute = tf.function(
+        lambda x, y: trainer.shared_forward(x, y)[1] if trainer.explanation_mode == "shared" else trainer.targets(x, y)
+    )
 
     def targets_leaving_the_model_unchanged(images, labels):
         saved = [v.numpy() for v in backbone.non_trainable_variables]
@@ -71,20 +76,25 @@ def compare_targets(backbone: keras.Model, batches, reference: dict, variants: l
             log_variant = tf.math.log(tf.maximum(q_variant, 1e-30))
             kls[i].append(soft_targets.kl_divergence_with_temperature(q, log_variant, 1.0).numpy())
             agreements[i].append((tf.argmax(tf.where(off_true, -1.0, q_variant), axis=-1) == top_wrong).numpy())
-    return [{"kl": float(np.concatenate(k).mean()), "top_wrong_agreement": float(np.concatenate(a).mean())}
-            for k, a in zip(kls, agreements)]
+    return [
+        {"kl": float(np.concatenate(k).mean()), "top_wrong_agreement": float(np.concatenate(a).mean())}
+        for k, a in zip(kls, agreements)
+    ]
 
 
 def main(argv):
     del argv
     backbone = keras.saving.load_model(FLAGS.model_path)
-    data = data_lib.load(FLAGS.dataset, batch_size=FLAGS.batch_size, eval_split=FLAGS.eval_split,
-                         validation_split=FLAGS.validation_split)
+    data = data_lib.load(
+        FLAGS.dataset, batch_size=FLAGS.batch_size, eval_split=FLAGS.eval_split, validation_split=FLAGS.validation_split
+    )
     reference = parse_settings(FLAGS.reference)
     variants = [parse_settings(v) for v in FLAGS.variants]
     rows = compare_targets(backbone, data.eval.take(FLAGS.batches), reference, variants)
-    print(f"model={FLAGS.model_path} data={FLAGS.dataset} {data.eval_split} batches={FLAGS.batches}x{FLAGS.batch_size} "
-          f"reference={FLAGS.reference or 'introspective defaults'}")
+    print(
+        f"model={FLAGS.model_path} data={FLAGS.dataset} {data.eval_split} batches={FLAGS.batches}x{FLAGS.batch_size} "
+        f"reference={FLAGS.reference or 'introspective defaults'}"
+    )
     print("| variant | mean KL(q_ref || q) | top wrong class agrees |")
     print("|---|---|---|")
     for spec, row in zip(FLAGS.variants, rows):

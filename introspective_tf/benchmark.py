@@ -13,8 +13,6 @@ Step time does not depend on pixel values, so the batch is random pixels of the 
 from __future__ import annotations
 
 import os
-
-
 import statistics
 import time
 
@@ -32,7 +30,11 @@ flags.DEFINE_list("image_shape", ["32", "32", "3"], "Image height, width, channe
 flags.DEFINE_list("methods", ["standard", "introspective"], "Methods (or method:key=value,... variants) to time.")
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
 flags.DEFINE_integer("steps", 5, "Timed steps per method per round.")
-flags.DEFINE_string("output", "", "Also add one JSON row per method and class count to this file (results/benchmark.jsonl feeds the docs).")
+flags.DEFINE_string(
+    "output",
+    "",
+    "Also add one JSON row per method and class count to this file (results/benchmark.jsonl feeds the docs).",
+)
 FLAGS = flags.FLAGS
 
 
@@ -72,11 +74,15 @@ def main(argv):
     del argv
     image_shape = tuple(int(d) for d in FLAGS.image_shape)
     for num_classes in (int(c) for c in FLAGS.num_classes):
-        seconds = time_methods(FLAGS.methods, FLAGS.model, FLAGS.batch_size, num_classes, image_shape,
-                               FLAGS.rounds, FLAGS.steps)
+        seconds = time_methods(
+            FLAGS.methods, FLAGS.model, FLAGS.batch_size, num_classes, image_shape, FLAGS.rounds, FLAGS.steps
+        )
         base = statistics.median(seconds[FLAGS.methods[0]])
-        print(f"model={FLAGS.model} batch={FLAGS.batch_size} classes={num_classes} image={image_shape} "
-              f"steps={FLAGS.rounds}x{FLAGS.steps} per method, {os.cpu_count()} CPUs", flush=True)
+        print(
+            f"model={FLAGS.model} batch={FLAGS.batch_size} classes={num_classes} image={image_shape} "
+            f"steps={FLAGS.rounds}x{FLAGS.steps} per method, {os.cpu_count()} CPUs",
+            flush=True,
+        )
         print(f"| method | median s/step | ratio to {FLAGS.methods[0]} | autodiff floor (3 + C) / 3 |")
         print("|---|---|---|---|")
         origin = provenance.record() if FLAGS.output else None
@@ -84,11 +90,22 @@ def main(argv):
             median = statistics.median(values)
             print(f"| {spec} | {median:.4f} | {median / base:.2f} | {(3 + num_classes) / 3:.2f} |", flush=True)
             if FLAGS.output:
-                records.add(FLAGS.output, {
-                    "model": FLAGS.model, "method": spec, "num_classes": num_classes, "batch_size": FLAGS.batch_size,
-                    "image_shape": list(image_shape), "rounds": FLAGS.rounds, "steps": FLAGS.steps,
-                    "median_seconds": median, "ratio": median / base, "baseline": FLAGS.methods[0], "provenance": origin,
-                })
+                records.add(
+                    FLAGS.output,
+                    {
+                        "model": FLAGS.model,
+                        "method": spec,
+                        "num_classes": num_classes,
+                        "batch_size": FLAGS.batch_size,
+                        "image_shape": list(image_shape),
+                        "rounds": FLAGS.rounds,
+                        "steps": FLAGS.steps,
+                        "median_seconds": median,
+                        "ratio": median / base,
+                        "baseline": FLAGS.methods[0],
+                        "provenance": origin,
+                    },
+                )
         del seconds
 
 

@@ -59,7 +59,11 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, nu
 
 
 def plot_reliability_diagram(
-    probabilities: np.ndarray, labels: np.ndarray, path: str, title: str = "", num_bins: int = NUM_BINS,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    path: str,
+    title: str = "",
+    num_bins: int = NUM_BINS,
     nll: float | None = None,
 ) -> str:
     """Writes a reliability diagram (accuracy per confidence bin, with the gap to the diagonal) as PNG."""
@@ -76,17 +80,40 @@ def plot_reliability_diagram(
     nll = negative_log_likelihood(probabilities, labels) if nll is None else nll
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.5, 5.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
-    top.bar(centers[filled], bins["accuracy"][filled], width=width, color="tab:blue", edgecolor="black",
-            linewidth=0.5, label="accuracy")
+    top.bar(
+        centers[filled],
+        bins["accuracy"][filled],
+        width=width,
+        color="tab:blue",
+        edgecolor="black",
+        linewidth=0.5,
+        label="accuracy",
+    )
     gap_bottom = np.minimum(bins["accuracy"], bins["confidence"])[filled]
-    top.bar(centers[filled], np.abs(bins["confidence"] - bins["accuracy"])[filled], bottom=gap_bottom, width=width,
-            color="tab:red", alpha=0.35, edgecolor="tab:red", hatch="//", linewidth=0.5, label="gap to confidence")
+    top.bar(
+        centers[filled],
+        np.abs(bins["confidence"] - bins["accuracy"])[filled],
+        bottom=gap_bottom,
+        width=width,
+        color="tab:red",
+        alpha=0.35,
+        edgecolor="tab:red",
+        hatch="//",
+        linewidth=0.5,
+        label="gap to confidence",
+    )
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
     top.set_title(f"{title}\nECE ({num_bins} bins) = {100 * ece:.2f}%, NLL = {nll:.3f}".strip(), fontsize=10)
     top.legend(loc="upper left", fontsize=8, framealpha=0.9)
-    bottom.bar(centers, bins["counts"] / max(bins["counts"].sum(), 1.0), width=width, color="gray", edgecolor="black",
-               linewidth=0.5)
+    bottom.bar(
+        centers,
+        bins["counts"] / max(bins["counts"].sum(), 1.0),
+        width=width,
+        color="gray",
+        edgecolor="black",
+        linewidth=0.5,
+    )
     bottom.set(xlabel="confidence (top probability)", ylabel="share of\nexamples")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -103,7 +130,9 @@ def predict_logits(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.nda
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def evaluate(model: keras.Model, dataset: tf.data.Dataset, output_dir: str | None = None, title: str = "") -> dict[str, Any]:
+def evaluate(
+    model: keras.Model, dataset: tf.data.Dataset, output_dir: str | None = None, title: str = ""
+) -> dict[str, Any]:
     """NLL and ECE of `model` (logits) on `dataset`; with `output_dir`, also writes the reliability diagram."""
     logits, labels = predict_logits(model, dataset)
     probabilities = tf.nn.softmax(tf.convert_to_tensor(logits, tf.float64), axis=-1).numpy()
@@ -114,5 +143,6 @@ def evaluate(model: keras.Model, dataset: tf.data.Dataset, output_dir: str | Non
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         results["reliability_diagram"] = plot_reliability_diagram(
-            probabilities, labels, os.path.join(output_dir, RELIABILITY_PNG), title, nll=results["eval_nll"])
+            probabilities, labels, os.path.join(output_dir, RELIABILITY_PNG), title, nll=results["eval_nll"]
+        )
     return results

@@ -209,7 +209,9 @@ def _found(row: dict[str, Any]) -> dict[str, Any] | None:
     return found
 
 
-def finished_row(run: RunSpec, teacher: RunSpec | None, rows: list[dict[str, Any]], any_code: bool = False) -> dict[str, Any] | None:
+def finished_row(
+    run: RunSpec, teacher: RunSpec | None, rows: list[dict[str, Any]], any_code: bool = False
+) -> dict[str, Any] | None:
     """The newest row of `rows` made by the same configuration (for kd, the same teacher) and the same
     training code as `run` would be now; None if there is none. `any_code=True`: if no row of the
     current code exists, the newest row of the same configuration made by other training code."""
@@ -247,8 +249,10 @@ def train(run: RunSpec, teacher: RunSpec | None, data_path: str | None = None) -
             same = json.load(f) == wanted
     except FileNotFoundError:
         if os.path.isdir(run.config.output_dir) and os.listdir(run.config.output_dir):
-            raise ConfigError(f"{run.config.output_dir} holds a run of another configuration that this tool did not "
-                              "make: move it away or use another --runs_dir") from None
+            raise ConfigError(
+                f"{run.config.output_dir} holds a run of another configuration that this tool did not "
+                "make: move it away or use another --runs_dir"
+            ) from None
         same = False
     except (OSError, ValueError):
         same = False
@@ -259,7 +263,9 @@ def train(run: RunSpec, teacher: RunSpec | None, data_path: str | None = None) -
     keras.backend.clear_session()
     extra = {"compare_run": run.name, **({"teacher": wanted["teacher"]} if run.uses_teacher else {})}
     results = experiment.run(dataclasses.replace(run.config, hparams=dict(run.config.hparams)), extra_results=extra)
-    results["train_eval_accuracy"] = training_set_accuracy(run.config, os.path.join(run.config.output_dir, "model.keras"))
+    results["train_eval_accuracy"] = training_set_accuracy(
+        run.config, os.path.join(run.config.output_dir, "model.keras")
+    )
     if data_path:
         records.add(data_path, records.row_from_results(results))
     return results
@@ -274,9 +280,16 @@ def training_set_accuracy(config: experiment.ExperimentConfig, model_path: str) 
 
     from introspective_tf import data as data_lib
 
-    data = data_lib.load(config.dataset, batch_size=1, data_dir=config.data_dir, eval_split=config.eval_split,
-                         validation_split=config.validation_split, train_limit=config.train_limit, seed=config.seed,
-                         augment=False)
+    data = data_lib.load(
+        config.dataset,
+        batch_size=1,
+        data_dir=config.data_dir,
+        eval_split=config.eval_split,
+        validation_split=config.validation_split,
+        train_limit=config.train_limit,
+        seed=config.seed,
+        augment=False,
+    )
     model = keras.models.load_model(model_path, compile=False)
     correct = total = 0
     for images, labels in data.train.unbatch().batch(256):
@@ -286,7 +299,9 @@ def training_set_accuracy(config: experiment.ExperimentConfig, model_path: str) 
     return correct / total
 
 
-def complete_training_set_accuracy(study_rows: list[dict], runs: list[RunSpec], teacher: RunSpec | None, data_path: str) -> int:
+def complete_training_set_accuracy(
+    study_rows: list[dict], runs: list[RunSpec], teacher: RunSpec | None, data_path: str
+) -> int:
     """Adds `train_eval_accuracy` to finished rows that lack it while their run folder still holds the
     model (rows made before it was measured); returns how many rows it completed."""
     completed = 0
@@ -345,11 +360,28 @@ def _fit_accuracy(row: dict) -> float | None:
 
 def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
     eval_split = next((r[0]["eval_split"] for _, r in groups if r), "eval")
-    header = ["run", "method", "model", "flags", "seeds", f"{eval_split} accuracy %", "train accuracy %",
-              "running train accuracy %", f"{eval_split} NLL", "ECE %", "s/step", "x standard"]
+    header = [
+        "run",
+        "method",
+        "model",
+        "flags",
+        "seeds",
+        f"{eval_split} accuracy %",
+        "train accuracy %",
+        "running train accuracy %",
+        f"{eval_split} NLL",
+        "ECE %",
+        "s/step",
+        "x standard",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    standard = [r["seconds_per_step"] for run, results in groups if run.config.method == "standard" and run.name != TEACHER
-                for r in results if r.get("seconds_per_step")]
+    standard = [
+        r["seconds_per_step"]
+        for run, results in groups
+        if run.config.method == "standard" and run.name != TEACHER
+        for r in results
+        if r.get("seconds_per_step")
+    ]
     for run, results in groups:
         if not results:
             cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run"] + ["-"] * 6
@@ -358,15 +390,20 @@ def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
             eces = [r["eval_ece"] for r in results if r.get("eval_ece") is not None]  # runs since calibration
             train = [a for a in map(_train_accuracy, results) if a is not None]
             fit = [a for a in map(_fit_accuracy, results) if a is not None]
-            cells = [run.name, run.config.method, run.config.model, f"`{_flags_text(run)}`",
-                     ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in results),
-                     _mean_std([r["eval_accuracy"] for r in results], 100),
-                     _mean_std(fit, 100) if fit else "-",
-                     _mean_std(train, 100) if train else "-",
-                     _mean_std([r["eval_loss"] for r in results], 1, 3),
-                     _mean_std(eces, 100) if eces else "-",
-                     f"{statistics.median(steps):.3f}" if steps else "-",
-                     f"{statistics.median(steps) / statistics.median(standard):.2f}" if steps and standard else "-"]
+            cells = [
+                run.name,
+                run.config.method,
+                run.config.model,
+                f"`{_flags_text(run)}`",
+                ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in results),
+                _mean_std([r["eval_accuracy"] for r in results], 100),
+                _mean_std(fit, 100) if fit else "-",
+                _mean_std(train, 100) if train else "-",
+                _mean_std([r["eval_loss"] for r in results], 1, 3),
+                _mean_std(eces, 100) if eces else "-",
+                f"{statistics.median(steps):.3f}" if steps else "-",
+                f"{statistics.median(steps) / statistics.median(standard):.2f}" if steps and standard else "-",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -382,8 +419,11 @@ def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -
     if not done:
         return
     names = [run.name for run, _ in done]
-    panels = [("accuracy %", lambda r: 100 * r["eval_accuracy"]), ("NLL", lambda r: r["eval_loss"]),
-              ("seconds per step (median of run)", lambda r: r["seconds_per_step"] or 0.0)]
+    panels = [
+        ("accuracy %", lambda r: 100 * r["eval_accuracy"]),
+        ("NLL", lambda r: r["eval_loss"]),
+        ("seconds per step (median of run)", lambda r: r["seconds_per_step"] or 0.0),
+    ]
     figure, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(names) + 1.6), sharey=True)
     for axis, (label, value) in zip(axes, panels):
         values = [[value(r) for r in results] for _, results in done]
@@ -406,14 +446,27 @@ def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -
 def provenance_summary(rows: list[dict]) -> str:
     """Which code, when and where: commits, training-code hashes, dates and machines of `rows`."""
     origins = [r.get("provenance", {}) for r in rows]
-    commits = sorted({(o.get("git_commit") or "unknown")[:10] + (" (modified)" if o.get("git_dirty") else "") for o in origins})
+    commits = sorted(
+        {(o.get("git_commit") or "unknown")[:10] + (" (modified)" if o.get("git_dirty") else "") for o in origins}
+    )
     dates = sorted(o["date"][:10] for o in origins if o.get("date"))
-    machines = sorted({f"{o['machine']['cpu']}, {o['machine']['cpu_count']} cores"
-                       + (f" + {'/'.join(o['machine']['accelerators'])}" if o["machine"].get("accelerators") else ", no GPU")
-                       for o in origins if o.get("machine")})
-    when = f"between {dates[0]} and {dates[-1]}" if dates and dates[0] != dates[-1] else (f"on {dates[0]}" if dates else "at unknown dates")
-    return (f"{when} from commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, one at a time, on "
-            f"{'; '.join(machines) or 'unrecorded machines'}")
+    machines = sorted(
+        {
+            f"{o['machine']['cpu']}, {o['machine']['cpu_count']} cores"
+            + (f" + {'/'.join(o['machine']['accelerators'])}" if o["machine"].get("accelerators") else ", no GPU")
+            for o in origins
+            if o.get("machine")
+        }
+    )
+    when = (
+        f"between {dates[0]} and {dates[-1]}"
+        if dates and dates[0] != dates[-1]
+        else (f"on {dates[0]}" if dates else "at unknown dates")
+    )
+    return (
+        f"{when} from commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, one at a time, on "
+        f"{'; '.join(machines) or 'unrecorded machines'}"
+    )
 
 
 def report(groups, config_path: str, chart_path: str, report_path: str, data_path: str = "") -> str:
@@ -426,9 +479,11 @@ def report(groups, config_path: str, chart_path: str, report_path: str, data_pat
 
     def budget(r):
         c = r["config"]
-        return (f"{r['model']}, {r['epochs']} epochs x {r['steps_per_epoch']} steps of batch {c['batch_size']} "
-                f"on {r['num_train']} training images of `{r['dataset'].replace('folder:', '')}`, "
-                f"lr {c['learning_rate']} ({c['schedule']}), weight decay {c['weight_decay']}")
+        return (
+            f"{r['model']}, {r['epochs']} epochs x {r['steps_per_epoch']} steps of batch {c['batch_size']} "
+            f"on {r['num_train']} training images of `{r['dataset'].replace('folder:', '')}`, "
+            f"lr {c['learning_rate']} ({c['schedule']}), weight decay {c['weight_decay']}"
+        )
 
     lines = [
         f"# Method comparison ({os.path.splitext(os.path.basename(config_path))[0]})",
@@ -443,9 +498,15 @@ def report(groups, config_path: str, chart_path: str, report_path: str, data_pat
         lines += [
             f"**Budget.** Students: {budget(r)}; seeds {', '.join(map(str, seeds))}. "
             f"Scored on the {r['eval_split']} split ({r['num_eval']} images"
-            + (" held out of the training images, never trained on; no test split is used" if r["eval_split"] == "validation" else "")
-            + ")." + (f" Teacher for kd: {budget(teacher[0])}, seed {teacher[0]['config']['seed']}." if teacher else ""),
-            f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min over {len(finished)} runs "
+            + (
+                " held out of the training images, never trained on; no test split is used"
+                if r["eval_split"] == "validation"
+                else ""
+            )
+            + ")."
+            + (f" Teacher for kd: {budget(teacher[0])}, seed {teacher[0]['config']['seed']}." if teacher else ""),
+            f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min "
+            f"over {len(finished)} runs "
             f"made {provenance_summary(finished)}.",
             "",
             "Accuracy, NLL and ECE (15 bins): mean ± std over seeds, on the held-out split. Train accuracy: on all the "
@@ -455,17 +516,27 @@ def report(groups, config_path: str, chart_path: str, report_path: str, data_pat
             "that over the standard rows' median. Runs were made at different times and machines may have been "
             "busy, so read step times as rough ratios; `python -m introspective_tf.benchmark` measures them "
             "in one process. Each run's flags are the config's `common` line plus its own."
-            + (" †: a seed made by training code other than the current (see `provenance.py`); running the "
-               "config again retrains it." if not all(made_by_current_code(r) for r in finished) else ""),
+            + (
+                " †: a seed made by training code other than the current (see `provenance.py`); running the "
+                "config again retrains it."
+                if not all(made_by_current_code(r) for r in finished)
+                else ""
+            ),
             "",
         ]
-    lines += [markdown_table(groups), "", f"![accuracy, NLL and seconds per step]({os.path.relpath(chart_path, os.path.dirname(report_path) or '.')})", ""]
+    lines += [
+        markdown_table(groups),
+        "",
+        f"![accuracy, NLL and seconds per step]({os.path.relpath(chart_path, os.path.dirname(report_path) or '.')})",
+        "",
+    ]
     return "\n".join(lines)
 
 
 @dataclasses.dataclass
 class Study:
     """A comparison config read with its run data: what `compare` trains and reports."""
+
     config_path: str
     runs: list[RunSpec]
     teacher: RunSpec | None
@@ -480,7 +551,9 @@ class Study:
         return report(self.groups(), self.config_path, self.chart_path, self.report_path, self.data_path)
 
 
-def load_study(config_path: str, runs_dir: str = "", report_path: str = "", chart_path: str = "", data_path: str = "") -> Study:
+def load_study(
+    config_path: str, runs_dir: str = "", report_path: str = "", chart_path: str = "", data_path: str = ""
+) -> Study:
     try:
         with open(config_path) as f:
             text = f.read()
@@ -495,8 +568,15 @@ def load_study(config_path: str, runs_dir: str = "", report_path: str = "", char
     return Study(config_path, runs, teacher, data_path, report_path, chart_path)
 
 
-def compare(config_path: str, runs_dir: str = "", report_path: str = "", chart_path: str = "",
-            train_missing: bool = True, data_path: str = "", only: list[str] | None = None) -> list[tuple[RunSpec, list[dict]]]:
+def compare(
+    config_path: str,
+    runs_dir: str = "",
+    report_path: str = "",
+    chart_path: str = "",
+    train_missing: bool = True,
+    data_path: str = "",
+    only: list[str] | None = None,
+) -> list[tuple[RunSpec, list[dict]]]:
     """Trains what is missing (the teacher first; with `only`, just those run lines), then writes the
     report and the chart from the run data."""
     study = load_study(config_path, runs_dir, report_path, chart_path, data_path)
@@ -508,15 +588,22 @@ def compare(config_path: str, runs_dir: str = "", report_path: str = "", chart_p
     seeds_order = list(dict.fromkeys(r.config.seed for r in runs))
     # Seed by seed: if time runs out, every method has its first seeds.
     selected = [r for r in runs if not only or r.name in only]
-    order = ([teacher] if teacher and any(r.uses_teacher for r in selected) else []) + sorted(selected, key=lambda r: seeds_order.index(r.config.seed))
+    order = ([teacher] if teacher and any(r.uses_teacher for r in selected) else []) + sorted(
+        selected, key=lambda r: seeds_order.index(r.config.seed)
+    )
     failures = []
     for number, run in enumerate(order, 1):
         if is_done(run, teacher, rows):
-            print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: reusing a row of {data_path}", flush=True)
+            print(
+                f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: reusing a row of {data_path}", flush=True
+            )
         elif train_missing:
             if run.uses_teacher and not os.path.exists(run.config.hparams["teacher"]):
                 # The teacher's row may be data from another machine: its model file is not.
-                print(f"[{number}/{len(order)}] {TEACHER} seed {teacher.config.seed}: training (kd needs its model file)", flush=True)
+                print(
+                    f"[{number}/{len(order)}] {TEACHER} seed {teacher.config.seed}: training (kd needs its model file)",
+                    flush=True,
+                )
                 try:
                     train(teacher, teacher, data_path)
                 except ConfigError as err:
@@ -564,11 +651,15 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_string("config", None, "Comparison config: one run per line (see this module's docstring).", required=True)
+    flags.DEFINE_string(
+        "config", None, "Comparison config: one run per line (see this module's docstring).", required=True
+    )
     flags.DEFINE_string("runs_dir", "", "Folder of the runs; default runs/<config name>.")
     flags.DEFINE_string("report", "", "Markdown report to write; default <runs_dir>/results.md.")
     flags.DEFINE_string("chart", "", "PNG bar chart to write; default the report's path with .png.")
     flags.DEFINE_bool("train", True, "Train missing runs; --notrain only collects finished ones.")
     flags.DEFINE_list("runs", [], "Train only these run lines (the report still lists every line).")
-    flags.DEFINE_string("data", "", "JSON-lines file of finished runs; default the config's data line, else <runs_dir>/runs.jsonl.")
+    flags.DEFINE_string(
+        "data", "", "JSON-lines file of finished runs; default the config's data line, else <runs_dir>/runs.jsonl."
+    )
     app.run(main)

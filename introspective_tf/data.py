@@ -50,8 +50,10 @@ def _network_reachable(timeout: float = 5.0) -> bool:
 
 
 def _local_data_advice() -> str:
-    return (f"point {option('data_dir', 'DIR')} at a prepared TFDS directory or use "
-            f"{option('dataset', 'folder:ROOT')} (ROOT/train/CLASS/*.jpg)")
+    return (
+        f"point {option('data_dir', 'DIR')} at a prepared TFDS directory or use "
+        f"{option('dataset', 'folder:ROOT')} (ROOT/train/CLASS/*.jpg)"
+    )
 
 
 def _load_tfds(name: str, data_dir: str | None):
@@ -117,7 +119,7 @@ def naming_unreadable_images(dataset: str):
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
         if dataset.startswith(FOLDER_PREFIX):
-            bad = unreadable_images(dataset[len(FOLDER_PREFIX):])
+            bad = unreadable_images(dataset[len(FOLDER_PREFIX) :])
             if bad:
                 shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
                 raise DatasetError(f"{len(bad)} image file(s) cannot be decoded; fix or remove them: {shown}") from None
@@ -146,13 +148,11 @@ def load(
     shuffle, for methods that keep per-example state (PS-KD); the order of examples is unchanged.
     """
     if dataset.startswith(FOLDER_PREFIX):
-        builder = _load_folder(dataset[len(FOLDER_PREFIX):])
+        builder = _load_folder(dataset[len(FOLDER_PREFIX) :])
     elif dataset in TFDS_DATASETS:
         builder = _load_tfds(dataset, data_dir)
     else:
-        raise DatasetError(
-            f"unknown dataset '{dataset}': use one of {', '.join(TFDS_DATASETS)} or folder:ROOT"
-        )
+        raise DatasetError(f"unknown dataset '{dataset}': use one of {', '.join(TFDS_DATASETS)} or folder:ROOT")
     if eval_split not in ("test", "validation"):
         raise DatasetError(f"eval_split must be 'test' or 'validation', not '{eval_split}'")
 

@@ -38,7 +38,9 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         if not tpu:
-            raise ConfigError("--strategy=tpu needs --tpu=NAME (a Cloud TPU name, grpc://ADDRESS, or 'local' on a TPU VM)")
+            raise ConfigError(
+                "--strategy=tpu needs --tpu=NAME (a Cloud TPU name, grpc://ADDRESS, or 'local' on a TPU VM)"
+            )
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
             tf.config.experimental_connect_to_cluster(resolver)
@@ -55,8 +57,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0
-                                            and "chief" not in resolver.cluster_spec().as_dict())
+    return task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def worker_name(strategy: tf.distribute.Strategy) -> str:

@@ -41,8 +41,17 @@ DEFAULT_CONFIGS = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
 MINI_DATA = os.path.join(os.path.dirname(provenance.REPOSITORY_DIR), "shared", "data", "cifar10-mini")
 
 # What a replay is compared by: everything a run learned, nothing about when or where it ran.
-_COMPARED = ("train_loss_history", "final_train_metrics", "eval_accuracy", "eval_loss", "eval_nll", "eval_ece",
-             "num_train", "num_eval", "steps_per_epoch")
+_COMPARED = (
+    "train_loss_history",
+    "final_train_metrics",
+    "eval_accuracy",
+    "eval_loss",
+    "eval_nll",
+    "eval_ece",
+    "num_train",
+    "num_eval",
+    "steps_per_epoch",
+)
 # Config fields that are not train.py flags or that the replay sets itself.
 _NOT_FLAGS = ("hparams", "output_dir", "export_dir", "verbose", "momentum", "validation_freq", "data_dir")
 _NOT_DISTINCT = ("seed", "output_dir", "export_dir", "verbose", "validation_freq")
@@ -64,8 +73,11 @@ def accepted_code_hashes(code: str, path: str = EQUIVALENCE_PATH) -> set[str]:
 
 
 def _epochs_needed(config: dict[str, Any]) -> int:
-    epoch_settings = [math.ceil(v) for k, v in config.get("hparams", {}).items()
-                      if (k.endswith("_epochs") or k.endswith("_from_epoch")) and isinstance(v, (int, float))]
+    epoch_settings = [
+        math.ceil(v)
+        for k, v in config.get("hparams", {}).items()
+        if (k.endswith("_epochs") or k.endswith("_from_epoch")) and isinstance(v, (int, float))
+    ]
     return min(config["epochs"], max(_REPLAY["epochs"], max(epoch_settings, default=0) + 3))
 
 
@@ -73,8 +85,15 @@ def replay_flags(config: dict[str, Any], data: str, output_dir: str, teacher_mod
     """train.py's flags for a tiny deterministic replay of a finished run's configuration."""
     values = {k: v for k, v in config.items() if k not in _NOT_FLAGS}
     values.update({k: v for k, v in config.get("hparams", {}).items() if k != "teacher"})
-    values.update(_REPLAY, epochs=_epochs_needed(config), dataset=f"folder:{data}", deterministic=True,
-                  output_dir=output_dir, export_dir="none", verbose=0)
+    values.update(
+        _REPLAY,
+        epochs=_epochs_needed(config),
+        dataset=f"folder:{data}",
+        deterministic=True,
+        output_dir=output_dir,
+        export_dir="none",
+        verbose=0,
+    )
     values["validation_freq"] = values["epochs"]
     if teacher_model:
         values["teacher"] = teacher_model
@@ -94,8 +113,9 @@ def _replay(tree: str, config: dict[str, Any], data: str, scratch: str, name: st
 
 def _run_train(tree: str, flags: list[str]) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tree}
-    done = subprocess.run([sys.executable, os.path.join(tree, "train.py"), *flags], cwd=tree, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, os.path.join(tree, "train.py"), *flags], cwd=tree, env=env, capture_output=True, text=True
+    )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(f"the replay failed in {tree}: {last}")
@@ -106,10 +126,14 @@ def _run_train(tree: str, flags: list[str]) -> dict:
 
 def code_hashes(tree: str, method_names: list[str]) -> dict[str, str]:
     """The training-code hash of each method's runs under the code in `tree` (computed by that code)."""
-    snippet = ("import json, sys; from introspective_tf import compare; "
-               "print(json.dumps({m: compare.current_code_hash(m) for m in sys.argv[1:]}))")
+    snippet = (
+        "import json, sys; from introspective_tf import compare; "
+        "print(json.dumps({m: compare.current_code_hash(m) for m in sys.argv[1:]}))"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tree}
-    done = subprocess.run([sys.executable, "-c", snippet, *method_names], cwd=tree, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", snippet, *method_names], cwd=tree, env=env, capture_output=True, text=True
+    )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(f"cannot compute the code hashes in {tree}: {last}")
@@ -140,15 +164,20 @@ def check(baseline: str, candidate: str, runs: list[dict], data: str = MINI_DATA
             made_by = run.get("provenance", {}).get("code_hash", old)
             if old == new or made_by != old:
                 continue
-            key = json.dumps([{k: v for k, v in run["config"].items() if k not in _NOT_DISTINCT},
-                              run.get("teacher")], sort_keys=True, default=str)
+            key = json.dumps(
+                [{k: v for k, v in run["config"].items() if k not in _NOT_DISTINCT}, run.get("teacher")],
+                sort_keys=True,
+                default=str,
+            )
             if key in seen:
                 continue
             seen.add(key)
             verdict = verdicts.setdefault(method, Verdict(method, old, new, [], []))
             name = f"{run.get('compare_run') or method}-{len(seen)}"
-            got = [_replay(tree, run["config"], data, os.path.join(scratch, side), name, run.get("teacher"))
-                   for side, tree in (("baseline", baseline), ("candidate", candidate))]
+            got = [
+                _replay(tree, run["config"], data, os.path.join(scratch, side), name, run.get("teacher"))
+                for side, tree in (("baseline", baseline), ("candidate", candidate))
+            ]
             verdict.replayed.append(name)
             different = [f"{name}: {k}" for k in _COMPARED if got[0][k] != got[1][k]]
             verdict.differences += different
@@ -177,20 +206,27 @@ def record(verdicts: list[Verdict], baseline_commit: str, path: str = EQUIVALENC
     for verdict in verdicts:
         if verdict.differences:
             continue
-        records.add(path, {
-            "method": verdict.method, "code_hash": verdict.new, "same_as": verdict.old,
-            "baseline_commit": baseline_commit, "candidate": provenance.record()["git_commit"],
-            "replayed": verdict.replayed,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        })
+        records.add(
+            path,
+            {
+                "method": verdict.method,
+                "code_hash": verdict.new,
+                "same_as": verdict.old,
+                "baseline_commit": baseline_commit,
+                "candidate": provenance.record()["git_commit"],
+                "replayed": verdict.replayed,
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
         added += 1
     return added
 
 
 def export_commit(commit: str, directory: str) -> None:
     """The package and train.py as they were at `commit`, written under `directory`."""
-    archive = subprocess.run(["git", "-C", provenance.REPOSITORY_DIR, "archive", commit, "introspective_tf", "train.py"],
-                             capture_output=True)
+    archive = subprocess.run(
+        ["git", "-C", provenance.REPOSITORY_DIR, "archive", commit, "introspective_tf", "train.py"], capture_output=True
+    )
     if archive.returncode != 0:
         raise ConfigError(f"cannot read commit '{commit}': {archive.stderr.decode().strip().splitlines()[-1]}")
     path = os.path.join(directory, "baseline.tar")

@@ -19,10 +19,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from introspective_tf import data as data_lib
 from introspective_tf import calibration, distribute, export, methods, models, provenance, resume
+from introspective_tf import data as data_lib
 from introspective_tf.errors import ConfigError
-
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -73,10 +72,14 @@ class ExperimentConfig:
             (self.steps_per_epoch >= 0, f"steps_per_epoch must be >= 0, not {self.steps_per_epoch}"),
             (self.train_limit >= 0, f"train_limit must be >= 0, not {self.train_limit}"),
             (self.validation_freq >= 1, f"validation_freq must be >= 1, not {self.validation_freq}"),
-            (self.strategy in distribute.STRATEGIES,
-             f"unknown strategy '{self.strategy}': use one of {', '.join(distribute.STRATEGIES)}"),
-            (self.mixed_precision in PRECISIONS,
-             f"mixed_precision must be one of {', '.join(PRECISIONS)}, not '{self.mixed_precision}'"),
+            (
+                self.strategy in distribute.STRATEGIES,
+                f"unknown strategy '{self.strategy}': use one of {', '.join(distribute.STRATEGIES)}",
+            ),
+            (
+                self.mixed_precision in PRECISIONS,
+                f"mixed_precision must be one of {', '.join(PRECISIONS)}, not '{self.mixed_precision}'",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -151,7 +154,9 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     if not chief:  # other workers train in lockstep but write only to their own scratch folder
         output_dir = os.path.join(output_dir, ".workers", distribute.worker_name(strategy))
     output_dir = _writable_dir(output_dir, "output_dir")
-    export_dir = None if config.export_dir == "none" else (config.export_dir or os.path.join("saved_models", config.name))
+    export_dir = (
+        None if config.export_dir == "none" else (config.export_dir or os.path.join("saved_models", config.name))
+    )
     export_dir = export_dir if chief else None
     if export_dir:
         _writable_dir(os.path.dirname(os.path.abspath(export_dir)), "export_dir's parent")
@@ -169,8 +174,13 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
 
 def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str, Any]:
     data = data_lib.load(
-        config.dataset, batch_size=config.batch_size, data_dir=config.data_dir, eval_split=config.eval_split,
-        validation_split=config.validation_split, train_limit=config.train_limit, seed=config.seed,
+        config.dataset,
+        batch_size=config.batch_size,
+        data_dir=config.data_dir,
+        eval_split=config.eval_split,
+        validation_split=config.validation_split,
+        train_limit=config.train_limit,
+        seed=config.seed,
         example_index=methods.get(config.method).needs_example_index,
     )
     full_epoch = data.num_train // config.batch_size
@@ -204,15 +214,24 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     ]
     start = time.perf_counter()
     history = method.fit(
-        data.train.repeat(), epochs=config.epochs, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
-        validation_data=data.eval, validation_freq=config.validation_freq, callbacks=callbacks, verbose=config.verbose,
+        data.train.repeat(),
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        initial_epoch=initial_epoch,
+        validation_data=data.eval,
+        validation_freq=config.validation_freq,
+        callbacks=callbacks,
+        verbose=config.verbose,
         shuffle=False,  # data.py's pipeline shuffles; Keras ignores (and warns about) fit's shuffle for datasets
     )
     train_seconds = time.perf_counter() - start
     train_loss = history.history.get("loss", [])
     if train_loss and not math.isfinite(train_loss[-1]):
-        kept = (f"the last good weights (epoch {checkpoint.saved_epoch}) are in {checkpoint.path}"
-                if checkpoint.saved_epoch else f"no epoch of this run ended with finite weights, so {checkpoint.path} was not written")
+        kept = (
+            f"the last good weights (epoch {checkpoint.saved_epoch}) are in {checkpoint.path}"
+            if checkpoint.saved_epoch
+            else f"no epoch of this run ended with finite weights, so {checkpoint.path} was not written"
+        )
         raise ConfigError(
             f"training diverged (loss became {train_loss[-1]}) and was stopped; {kept}; "
             "lower --learning_rate or change the method's flags"
@@ -247,7 +266,10 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         "num_replicas": strategy.num_replicas_in_sync,
         # Every hyper-parameter, defaults included: a later change of a default cannot make this run
         # look like one made with the new default (compare.py reuses runs by configuration).
-        "config": {**dataclasses.asdict(config), "hparams": {**methods.default_hparams(config.method), **config.hparams}},
+        "config": {
+            **dataclasses.asdict(config),
+            "hparams": {**methods.default_hparams(config.method), **config.hparams},
+        },
         **calibration_results,
         **(extra_results or {}),
     }

@@ -34,8 +34,12 @@ IMPLEMENTATIONS = ("loop", "batch_jacobian", "pfor")
 EXPLANATIONS = ("gradient", "gradient_x_input", "gradcam")
 # Layers that compute differently in training and inference mode (nested models conservatively too).
 _MODE_DEPENDENT = (
-    keras.layers.BatchNormalization, keras.layers.Dropout, keras.layers.GaussianNoise,
-    keras.layers.GaussianDropout, keras.layers.AlphaDropout, keras.Model,
+    keras.layers.BatchNormalization,
+    keras.layers.Dropout,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+    keras.Model,
 )
 
 
@@ -88,7 +92,10 @@ def with_layer_output(model: keras.Model, layer_name: str) -> keras.Model:
     except ValueError:
         raise ConfigError(f"model '{model.name}' has no layer '{layer_name}' to explain at") from None
     if len(layer.output.shape) != 4:
-        raise ConfigError(f"layer '{layer_name}' gives shape {tuple(layer.output.shape)}; Grad-CAM needs a [batch, h, w, channels] feature map")
+        raise ConfigError(
+            f"layer '{layer_name}' gives shape {tuple(layer.output.shape)}; "
+            "Grad-CAM needs a [batch, h, w, channels] feature map"
+        )
     return keras.Model(model.inputs, [layer.output, model.outputs[0]], name=f"{model.name}_with_{layer_name}")
 
 
@@ -139,8 +146,10 @@ def gradcam_from_tape(
         with tape:
             logits = tf.cast(logits, tf.float32)
             per_class = [logits[:, c] for c in range(logits.shape[-1])]
-        weights = tf.stack([tf.reduce_mean(tf.cast(tape.gradient(z_c, features), tf.float32), axis=[1, 2])
-                            for z_c in per_class], axis=1)  # [B, C, k]
+        weights = tf.stack(
+            [tf.reduce_mean(tf.cast(tape.gradient(z_c, features), tf.float32), axis=[1, 2]) for z_c in per_class],
+            axis=1,
+        )  # [B, C, k]
     return tf.nn.relu(tf.einsum("bhwk,bck->bchw", tf.cast(features, tf.float32), weights))
 
 
@@ -157,7 +166,12 @@ def all_class_gradcam(
 
 
 def explanations_from_tape(
-    tape: tf.GradientTape, images: tf.Tensor, outputs, *, explanation: str = "gradient", implementation: str = "loop",
+    tape: tf.GradientTape,
+    images: tf.Tensor,
+    outputs,
+    *,
+    explanation: str = "gradient",
+    implementation: str = "loop",
     head: keras.Model | None = None,
 ) -> tf.Tensor:
     """E_c for every class, [batch, classes, ...], from a forward pass recorded on the persistent `tape`.
@@ -178,8 +192,14 @@ def explanations_from_tape(
 
 
 def all_class_explanations(
-    model: keras.Model, images: tf.Tensor, *, explanation: str = "gradient", training: bool = False,
-    implementation: str = "loop", layer_and_logits: keras.Model | None = None, head: keras.Model | None = None,
+    model: keras.Model,
+    images: tf.Tensor,
+    *,
+    explanation: str = "gradient",
+    training: bool = False,
+    implementation: str = "loop",
+    layer_and_logits: keras.Model | None = None,
+    head: keras.Model | None = None,
 ) -> tf.Tensor:
     """E_c for every class: [batch, classes, ...], from a forward pass of its own.
 
@@ -194,8 +214,9 @@ def all_class_explanations(
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(images)
         outputs = model(images, training=training)
-    explained = explanations_from_tape(tape, images, outputs, explanation=explanation, implementation=implementation,
-                                       head=head)
+    explained = explanations_from_tape(
+        tape, images, outputs, explanation=explanation, implementation=implementation, head=head
+    )
     del tape
     return explained
 

@@ -34,8 +34,15 @@ def _true_class_gradient(model: keras.Model, images: tf.Tensor, labels: tf.Tenso
 
 
 def estimate_moments(
-    model: keras.Model, images: tf.Tensor, labels: tf.Tensor, *, explanation: str = "gradient",
-    num_probes: int = 4, with_sums: bool = False, seed=None, training: bool = False,
+    model: keras.Model,
+    images: tf.Tensor,
+    labels: tf.Tensor,
+    *,
+    explanation: str = "gradient",
+    num_probes: int = 4,
+    with_sums: bool = False,
+    seed=None,
+    training: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(<E_c, E_y>, |E_c|^2, sum(E_c)), each [B, C]: exact, Hutchinson (exact for c = y), exact or 0.
 
@@ -61,7 +68,7 @@ def estimate_moments(
     jvps = tf.reshape(accumulator.jvp(logits), [num_directions, batch, -1])  # [n, B, C]
     dots = jvps[0]
     sums = jvps[1] if with_sums else tf.zeros_like(dots)
-    squared_norms = tf.reduce_mean(tf.square(jvps[len(exact):]), axis=0)
+    squared_norms = tf.reduce_mean(tf.square(jvps[len(exact) :]), axis=0)
     # The true class's norm is known exactly: use it (its Hutchinson estimate would only add noise).
     true = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(dots)[-1], dtype=dots.dtype) > 0
     exact_true_squared = tf.reduce_sum(tf.square(tf.reshape(true_explanation, [batch, -1])), axis=-1, keepdims=True)
@@ -70,13 +77,26 @@ def estimate_moments(
 
 
 def estimate_similarity(
-    model: keras.Model, images: tf.Tensor, labels: tf.Tensor, *, explanation: str = "gradient",
-    similarity: str = "cosine", num_probes: int = 4, seed=None, training: bool = False,
+    model: keras.Model,
+    images: tf.Tensor,
+    labels: tf.Tensor,
+    *,
+    explanation: str = "gradient",
+    similarity: str = "cosine",
+    num_probes: int = 4,
+    seed=None,
+    training: bool = False,
 ) -> tf.Tensor:
     """s [B, C] of every class's explanation to the true class's (`soft_targets.SIMILARITIES`)."""
     dots, squared_norms, sums = estimate_moments(
-        model, images, labels, explanation=explanation, num_probes=num_probes,
-        with_sums=similarity == "pearson", seed=seed, training=training,
+        model,
+        images,
+        labels,
+        explanation=explanation,
+        num_probes=num_probes,
+        with_sums=similarity == "pearson",
+        seed=seed,
+        training=training,
     )
     size = 1
     for dim in images.shape[1:]:

@@ -30,6 +30,8 @@ def load_compatible(path: str, image_shape, num_classes: int, what: str = "teach
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as err:  # Keras raises ValueError, OSError, zipfile errors... for unreadable files
-        raise ConfigError(f"cannot load the {what} model '{path}' ({type(err).__name__}): is it a .keras file?") from None
+        raise ConfigError(
+            f"cannot load the {what} model '{path}' ({type(err).__name__}): is it a .keras file?"
+        ) from None
     check_compatible(model, image_shape, num_classes, what)
     return model

@@ -31,8 +31,22 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY_DIR = os.path.dirname(PACKAGE_DIR)
 
 # Modules that read results or serve models but never change what a run learns.
-TOOLS = ("agreement", "benchmark", "compare", "equivalence", "export", "provenance", "quiet", "records", "report",
-         "serving", "summarize", "target_content", "visualize", "variants")
+TOOLS = (
+    "agreement",
+    "benchmark",
+    "compare",
+    "equivalence",
+    "export",
+    "provenance",
+    "quiet",
+    "records",
+    "report",
+    "serving",
+    "summarize",
+    "target_content",
+    "visualize",
+    "variants",
+)
 
 
 def training_code_files(method_file: str | None = None) -> list[str]:
@@ -63,7 +77,12 @@ def _normalised_source(path: str, is_method: bool) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
         if is_method and isinstance(node, ast.FunctionDef) and node.name == "__init__":
             node.args.defaults = [ast.Constant(None) for _ in node.args.defaults]

@@ -21,7 +21,9 @@ _NOTICES = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
     "oneDNN custom operations are on",
     "Could not find cuda drivers on your machine",
-    "Unable to register cuDNN factory", "Unable to register cuFFT factory", "Unable to register cuBLAS factory",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
     "computation placer already registered",
 )
 _NO_DRIVER_NOTICES = ("failed call to cuInit",)
@@ -54,8 +56,11 @@ def filtered_stderr(notices: tuple[str, ...]) -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             collected.seek(0)
-            kept = [line for line in collected.read().decode(errors="replace").splitlines(keepends=True)
-                    if not any(notice in line for notice in notices)]
+            kept = [
+                line
+                for line in collected.read().decode(errors="replace").splitlines(keepends=True)
+                if not any(notice in line for notice in notices)
+            ]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

@@ -48,7 +48,9 @@ def _identity(row: dict[str, Any]) -> str:
     if "same_as" in row:
         return json.dumps([row["code_hash"], row["same_as"]])
     if "config" not in row:
-        return json.dumps([row.get(k) for k in ("model", "method", "num_classes", "batch_size", "image_shape")], default=str)
+        return json.dumps(
+            [row.get(k) for k in ("model", "method", "num_classes", "batch_size", "image_shape")], default=str
+        )
     config = {k: v for k, v in row["config"].items() if k not in ("output_dir", "export_dir", "verbose")}
     code = row.get("provenance", {}).get("code_hash")
     return json.dumps([row.get("compare_run"), config, row.get("teacher"), code], sort_keys=True, default=str)

@@ -53,13 +53,20 @@ def comparison_table(groups) -> str:
         train = [100 * a for a in map(compare._fit_accuracy, rows) if a is not None]
         eces = [100 * r["eval_ece"] for r in rows if r.get("eval_ece") is not None]
         older = sum(not compare.made_by_current_code(r) for r in rows)
-        lines.append("| " + " | ".join([
-            run.name, f"{len(rows)}" + (f" ({older}†)" if older else ""),
-            compare._mean_std([_accuracy(r) / 100 for r in rows], 100),
-            compare._mean_std([t / 100 for t in train], 100) if train else "-",
-            compare._mean_std([r["eval_loss"] for r in rows], 1, 3),
-            compare._mean_std([e / 100 for e in eces], 100) if eces else "-",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    run.name,
+                    f"{len(rows)}" + (f" ({older}†)" if older else ""),
+                    compare._mean_std([_accuracy(r) / 100 for r in rows], 100),
+                    compare._mean_std([t / 100 for t in train], 100) if train else "-",
+                    compare._mean_std([r["eval_loss"] for r in rows], 1, 3),
+                    compare._mean_std([e / 100 for e in eces], 100) if eces else "-",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -78,27 +85,46 @@ def verdict(groups) -> str:
     lines = []
     if intro is None or standard is None:
         return "- Not measured yet: the comparison has no finished introspective and standard runs."
-    complete = min([intro_n, standard_n, kd_n or 0, *(n for _, n in peers.values())]) >= 3 and len(peers) == len(SELF_REGULARISERS)
-    lines.append(f"- Introspective {intro:.2f} % vs standard {standard:.2f} %: {intro - standard:+.2f} points "
-                 f"(target: +1.00 or more) - {'met' if intro - standard >= 1.0 else 'not met'}.")
+    complete = min([intro_n, standard_n, kd_n or 0, *(n for _, n in peers.values())]) >= 3 and len(peers) == len(
+        SELF_REGULARISERS
+    )
+    lines.append(
+        f"- Introspective {intro:.2f} % vs standard {standard:.2f} %: {intro - standard:+.2f} points "
+        f"(target: +1.00 or more) - {'met' if intro - standard >= 1.0 else 'not met'}."
+    )
     if peers:
         best = max(peers, key=lambda n: peers[n][0])
-        lines.append(f"- Best teacher-free regulariser measured: {best} {peers[best][0]:.2f} %; introspective "
-                     f"{intro - peers[best][0]:+.2f} points (target: 0 or more) - {'met' if intro >= peers[best][0] else 'not met'}.")
+        lines.append(
+            f"- Best teacher-free regulariser measured: {best} {peers[best][0]:.2f} %; introspective "
+            f"{intro - peers[best][0]:+.2f} points (target: 0 or more) - "
+            f"{'met' if intro >= peers[best][0] else 'not met'}."
+        )
     if kd is not None:
-        lines.append(f"- KD from a trained teacher {kd:.2f} %; introspective {intro - kd:+.2f} points "
-                     f"(target: -0.50 or more) - {'met' if intro - kd >= -0.5 else 'not met'}.")
-    seeds = f"seeds per line: introspective {intro_n}, standard {standard_n}" + (f", kd {kd_n}" if kd is not None else "")
-    lines.append(f"- Means over the seeds finished so far ({seeds})" + ("." if complete else
-                 "; the comparison is not complete yet (3 seeds of every line), so these are interim numbers."))
+        lines.append(
+            f"- KD from a trained teacher {kd:.2f} %; introspective {intro - kd:+.2f} points "
+            f"(target: -0.50 or more) - {'met' if intro - kd >= -0.5 else 'not met'}."
+        )
+    seeds = f"seeds per line: introspective {intro_n}, standard {standard_n}" + (
+        f", kd {kd_n}" if kd is not None else ""
+    )
+    lines.append(
+        f"- Means over the seeds finished so far ({seeds})"
+        + (
+            "."
+            if complete
+            else "; the comparison is not complete yet (3 seeds of every line), so these are interim numbers."
+        )
+    )
     return "\n".join(lines)
 
 
 def regime_table(studies: dict[str, list]) -> str:
     """Does standard training fit its data? Training vs validation accuracy of the reference lines of
     each study (per seed), from their run data."""
-    lines = ["| study | run | seed | train accuracy % | running train accuracy % | validation accuracy % | gap (points) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| study | run | seed | train accuracy % | running train accuracy % | validation accuracy % | gap (points) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for config, groups in studies.items():
         for run, rows in groups:
             if run.name not in ("standard", "label_smoothing", compare.TEACHER):
@@ -107,20 +133,30 @@ def regime_table(studies: dict[str, list]) -> str:
                 fit, running = compare._fit_accuracy(row), compare._train_accuracy(row)
                 fit_text = f"{100 * fit:.2f}" if fit is not None else "-"
                 gap = f"{100 * fit - _accuracy(row):.2f}" if fit is not None else "-"
-                lines.append(f"| {os.path.basename(config)} | {run.name} ({row['model']}) | {row['config']['seed']} | "
-                             f"{fit_text} | {100 * running:.2f} | {_accuracy(row):.2f} | {gap} |")
+                lines.append(
+                    f"| {os.path.basename(config)} | {run.name} ({row['model']}) | {row['config']['seed']} | "
+                    f"{fit_text} | {100 * running:.2f} | {_accuracy(row):.2f} | {gap} |"
+                )
     if len(lines) == 2:
         return "Not measured yet."
-    standard = [row for groups in studies.values() for run, rows in groups if run.name == "standard" for row in rows
-                if compare._fit_accuracy(row) is not None]
+    standard = [
+        row
+        for groups in studies.values()
+        for run, rows in groups
+        if run.name == "standard"
+        for row in rows
+        if compare._fit_accuracy(row) is not None
+    ]
     summary = ""
     if standard:
         fits = [100 * compare._fit_accuracy(r) for r in standard]
         gaps = [100 * compare._fit_accuracy(r) - _accuracy(r) for r in standard]
         reached = sum(f >= 98.0 for f in fits)
-        summary = (f"\n\nStandard training over {len(fits)} runs: training accuracy {min(fits):.2f}-{max(fits):.2f} % "
-                   f"(98 % or more in {reached} of {len(fits)}), {statistics.mean(gaps):.1f} points above validation "
-                   "accuracy on average.")
+        summary = (
+            f"\n\nStandard training over {len(fits)} runs: training accuracy {min(fits):.2f}-{max(fits):.2f} % "
+            f"(98 % or more in {reached} of {len(fits)}), {statistics.mean(gaps):.1f} points above validation "
+            "accuracy on average."
+        )
     return "\n".join(lines) + summary
 
 
@@ -138,9 +174,19 @@ def benchmark_table(rows: list[dict]) -> str:
             found = [r for r in rows if (r["model"], r["method"], r["num_classes"]) == (model, choice, c)]
             cells.append(f"{found[-1]['ratio']:.2f} ({found[-1]['median_seconds']:.3f} s)" if found else "-")
         lines.append(f"| {model} | `{choice}` | " + " | ".join(cells) + " |")
-    origins = sorted({f"{r['provenance']['machine']['cpu']} ({r['provenance']['machine']['cpu_count']} cores), "
-                      f"{r['provenance']['date'][:10]}, commit {(r['provenance']['git_commit'] or 'unknown')[:10]}" for r in rows})
-    return "\n".join(lines) + "\n\nRatio to `standard` in the same process (median step time in brackets); measured on " + "; ".join(origins) + "."
+    origins = sorted(
+        {
+            f"{r['provenance']['machine']['cpu']} ({r['provenance']['machine']['cpu_count']} cores), "
+            f"{r['provenance']['date'][:10]}, commit {(r['provenance']['git_commit'] or 'unknown')[:10]}"
+            for r in rows
+        }
+    )
+    return (
+        "\n".join(lines)
+        + "\n\nRatio to `standard` in the same process (median step time in brackets); measured on "
+        + "; ".join(origins)
+        + "."
+    )
 
 
 def blocks() -> dict[str, str]:
@@ -168,10 +214,13 @@ def target_content_table(path: str) -> str:
     with open(path) as f:
         result = json.load(f)
     origin = result.get("provenance", {})
-    return (target_content.markdown_table(result) + f"\n\n{result.get('num_images', '?')} held-out images; model "
-            f"`{result.get('model_path')}`, teacher `{result.get('teacher_path')}`; measured {origin.get('date', '?')[:10]} "
-            f"at commit {(origin.get('git_commit') or 'unknown')[:10]}.\n\n"
-            "![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)")
+    return (
+        target_content.markdown_table(result) + f"\n\n{result.get('num_images', '?')} held-out images; model "
+        f"`{result.get('model_path')}`, teacher `{result.get('teacher_path')}`; "
+        f"measured {origin.get('date', '?')[:10]} "
+        f"at commit {(origin.get('git_commit') or 'unknown')[:10]}.\n\n"
+        "![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)"
+    )
 
 
 def _fill(text: str, generated: dict[str, str], path: str) -> str:
@@ -221,7 +270,10 @@ def main(argv: list[str]) -> None:
     if "--check" in argv[1:]:
         different = stale()
         if different:
-            sys.exit(f"error: generated text differs from the run data in {', '.join(different)}: run python -m introspective_tf.report")
+            sys.exit(
+                f"error: generated text differs from the run data in {', '.join(different)}: "
+                "run python -m introspective_tf.report"
+            )
         print("every generated table matches the run data")
         return
     for path, text in outputs().items():
@@ -231,7 +283,11 @@ def main(argv: list[str]) -> None:
     for config in STUDIES:  # the charts beside the study pages
         study = compare.load_study(config)
         if records.read(study.data_path):
-            compare.bar_chart(study.groups(), study.chart_path, f"{os.path.splitext(os.path.basename(config))[0]}: mean ± std over seeds")
+            compare.bar_chart(
+                study.groups(),
+                study.chart_path,
+                f"{os.path.splitext(os.path.basename(config))[0]}: mean ± std over seeds",
+            )
 
 
 if __name__ == "__main__":

@@ -109,7 +109,8 @@ def trim_history_csv(path: str, first_epoch_to_run: int) -> None:
     epochs = [_epoch_of(line) for line in lines]
     run_start = max((i for i, e in enumerate(epochs) if e == 0), default=1)  # the interrupted run's first row
     kept = lines[:run_start] + [
-        line for line, epoch in zip(lines[run_start:], epochs[run_start:])
+        line
+        for line, epoch in zip(lines[run_start:], epochs[run_start:])
         if line.endswith("\n") and epoch is not None and epoch < first_epoch_to_run
     ]
     if kept != lines:

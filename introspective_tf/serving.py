@@ -22,8 +22,11 @@ import warnings
 # package's copy, so there is one set of classes and functions; the warning says nothing here.
 # (Importing the tools lazily in the package's __init__ would avoid the double import itself, but that
 # file is part of the training-code hash, see provenance.py.)
-warnings.filterwarnings("ignore", message=r"'introspective_tf\.serving' found in sys\.modules after import of package",
-                        category=RuntimeWarning)
+warnings.filterwarnings(
+    "ignore",
+    message=r"'introspective_tf\.serving' found in sys\.modules after import of package",
+    category=RuntimeWarning,
+)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -43,13 +46,15 @@ class Classifier:
         except Exception as err:  # corrupt or foreign files raise many types
             raise ConfigError(f"cannot load SavedModel '{model_path}': {type(err).__name__}") from None
         if export.SIGNATURE not in loaded.signatures:
-            raise ConfigError(f"'{model_path}' has no '{export.SIGNATURE}' signature (has: {', '.join(loaded.signatures)})")
+            raise ConfigError(
+                f"'{model_path}' has no '{export.SIGNATURE}' signature (has: {', '.join(loaded.signatures)})"
+            )
         self._loaded = loaded  # keeps the signature's variables alive
         self.signature = loaded.signatures[export.SIGNATURE]
         specs = self.signature.structured_input_signature[1]
         if len(specs) != 1:
             raise ConfigError(f"expected one input in '{export.SIGNATURE}', found {', '.join(specs)}")
-        (self.input_name, self.spec), = specs.items()
+        ((self.input_name, self.spec),) = specs.items()
         self.image_shape = tuple(self.spec.shape[1:])
         num_classes = int(self.signature.structured_outputs[export.OUTPUT_NAME].shape[-1])
         self.class_names = export.load_class_names(model_path) or [f"class {c}" for c in range(num_classes)]
@@ -57,15 +62,21 @@ class Classifier:
     def check(self, images: np.ndarray, source: str) -> np.ndarray:
         """`images` as the signature's dtype, or a ConfigError that says what does not fit."""
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
-            raise ConfigError(f"{source}: dtype {images.dtype} is not pixel values; the model takes "
-                              f"{self.spec.dtype.name} pixels in [0, 255]")
+            raise ConfigError(
+                f"{source}: dtype {images.dtype} is not pixel values; the model takes "
+                f"{self.spec.dtype.name} pixels in [0, 255]"
+            )
         if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
             bad = int(np.size(images) - np.isfinite(images).sum())
-            raise ConfigError(f"{source}: {bad} pixel value{'s are' if bad > 1 else ' is'} not finite (NaN or inf); "
-                              f"the model takes {self.spec.dtype.name} pixels in [0, 255]")
+            raise ConfigError(
+                f"{source}: {bad} pixel value{'s are' if bad > 1 else ' is'} not finite (NaN or inf); "
+                f"the model takes {self.spec.dtype.name} pixels in [0, 255]"
+            )
         if images.ndim != len(self.spec.shape) or not self.spec.shape[1:].is_compatible_with(images.shape[1:]):
-            raise ConfigError(f"{source}: shape {list(images.shape[1:])} does not fit the model's input "
-                              f"{list(self.image_shape)} (height, width, channels); use --resize for image files")
+            raise ConfigError(
+                f"{source}: shape {list(images.shape[1:])} does not fit the model's input "
+                f"{list(self.image_shape)} (height, width, channels); use --resize for image files"
+            )
         return images.astype(self.spec.dtype.as_numpy_dtype)
 
     def read(self, path: str, resize: bool = False) -> np.ndarray:
@@ -81,7 +92,9 @@ class Classifier:
         try:
             image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False).numpy()
         except tf.errors.InvalidArgumentError:
-            raise ConfigError(f"{path}: not an image TensorFlow can decode (JPEG, PNG, BMP, GIF) or a .npy array") from None
+            raise ConfigError(
+                f"{path}: not an image TensorFlow can decode (JPEG, PNG, BMP, GIF) or a .npy array"
+            ) from None
         if resize and image.shape[:2] != self.image_shape[:2] and None not in self.image_shape[:2]:
             image = tf.image.resize(image, self.image_shape[:2], antialias=True).numpy()
         return self.check(image[None], path)
@@ -89,7 +102,9 @@ class Classifier:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return self.signature(**{self.input_name: tf.constant(images)})[export.OUTPUT_NAME].numpy()
 
-    def classify(self, paths: list[str], top_k: int = 1, resize: bool = False) -> list[tuple[str, list[tuple[str, float]]]]:
+    def classify(
+        self, paths: list[str], top_k: int = 1, resize: bool = False
+    ) -> list[tuple[str, list[tuple[str, float]]]]:
         """(source, [(class name, probability)] best first) per image; all inputs are checked before any runs."""
         batches = [(path, self.read(path, resize)) for path in paths]
         top_k = max(1, min(top_k, len(self.class_names)))

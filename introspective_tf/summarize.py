@@ -22,7 +22,9 @@ HPARAM_COLUMNS += ("explanation", "similarity", "explanation_estimator", "num_pr
 
 
 def load_results(folders: list[str]) -> list[dict[str, Any]]:
-    paths = sorted({p for folder in folders for p in glob.glob(os.path.join(folder, "**", "results.json"), recursive=True)})
+    paths = sorted(
+        {p for folder in folders for p in glob.glob(os.path.join(folder, "**", "results.json"), recursive=True)}
+    )
     results = []
     for path in paths:
         with open(path) as f:
@@ -55,24 +57,43 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
-    columns = tuple(c for c in HPARAM_COLUMNS
-                    if len({str(_hparams(r).get(c)) for r in results if r["method"] != "standard"}) > 1)
+    columns = tuple(
+        c for c in HPARAM_COLUMNS if len({str(_hparams(r).get(c)) for r in results if r["method"] != "standard"}) > 1
+    )
     groups: dict[tuple, list[dict]] = {}
     for result in results:
         groups.setdefault(_key(result, columns), []).append(result)
-    header = ["method", "model", *columns, "seeds", f"{results[0]['eval_split']} accuracy %", "loss (NLL)",
-              "ECE %", "target mass on y", "s/step"]
+    header = [
+        "method",
+        "model",
+        *columns,
+        "seeds",
+        f"{results[0]['eval_split']} accuracy %",
+        "loss (NLL)",
+        "ECE %",
+        "target mass on y",
+        "s/step",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, group in sorted(groups.items(), key=lambda kv: -statistics.mean(r["eval_accuracy"] for r in kv[1])):
         mass = [r["final_train_metrics"].get("target_true_mass") for r in group if r.get("final_train_metrics")]
         mass = [m for m in mass if m is not None]
         steps = [r["seconds_per_step"] for r in group if r.get("seconds_per_step")]
-        lines.append("| " + " | ".join([
-            *map(str, key), str(len(group)),
-            _mean_std([r["eval_accuracy"] for r in group], 100), _mean_std([r["eval_loss"] for r in group], 1, 3),
-            _mean_std([r["eval_ece"] for r in group], 100) if all("eval_ece" in r for r in group) else "-",
-            _mean_std(mass, 1, 2) if mass else "-", f"{statistics.median(steps):.3f}" if steps else "-",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    *map(str, key),
+                    str(len(group)),
+                    _mean_std([r["eval_accuracy"] for r in group], 100),
+                    _mean_std([r["eval_loss"] for r in group], 1, 3),
+                    _mean_std([r["eval_ece"] for r in group], 100) if all("eval_ece" in r for r in group) else "-",
+                    _mean_std(mass, 1, 2) if mass else "-",
+                    f"{statistics.median(steps):.3f}" if steps else "-",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 

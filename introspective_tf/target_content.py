@@ -29,14 +29,14 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
 from introspective_tf import data as data_lib
-from introspective_tf import methods, model_checks, provenance, resume, teacher as teacher_lib, visualize
+from introspective_tf import methods, model_checks, provenance, resume, visualize
+from introspective_tf import teacher as teacher_lib
 from introspective_tf.errors import ConfigError
 
 FLAGS = flags.FLAGS
@@ -47,7 +47,15 @@ PAIRS = {  # key -> (first matrix, second matrix); the correlations this tool re
     "teacher_vs_confusion": ("teacher", "confusion"),
 }
 # The soft target's hyper-parameters this tool takes as flags (the rest keep the method's defaults).
-TARGET_HPARAMS = ("alpha", "similarity_temperature", "soft_target", "epsilon", "explanation", "explanation_layer", "similarity")
+TARGET_HPARAMS = (
+    "alpha",
+    "similarity_temperature",
+    "soft_target",
+    "epsilon",
+    "explanation",
+    "explanation_layer",
+    "similarity",
+)
 
 
 # ----------------------------------------------------------------------------------------------- maths
@@ -66,7 +74,9 @@ def non_gt_class_means(probabilities: np.ndarray, labels: np.ndarray, num_classe
     probabilities = np.asarray(probabilities, np.float64)
     labels = np.asarray(labels, np.int64)
     if probabilities.ndim != 2 or probabilities.shape != (len(labels), num_classes):
-        raise ValueError(f"probabilities must be [N, {num_classes}] with N = {len(labels)} labels, not {probabilities.shape}")
+        raise ValueError(
+            f"probabilities must be [N, {num_classes}] with N = {len(labels)} labels, not {probabilities.shape}"
+        )
     true = np.eye(num_classes, dtype=bool)[labels]
     off_true = np.where(true, 0.0, probabilities)
     mass = off_true.sum(axis=1, keepdims=True)
@@ -187,7 +197,9 @@ def analyse(
     labels = np.asarray(labels, np.int64)
     num_classes = int(model.output_shape[-1])
     if len(images) == 0 or len(images) != len(labels):
-        raise ConfigError(f"need one label per image and at least one image, not {len(images)} images and {len(labels)} labels")
+        raise ConfigError(
+            f"need one label per image and at least one image, not {len(images)} images and {len(labels)} labels"
+        )
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ConfigError(f"labels must be in [0, {num_classes}) for this model, got {labels.min()}..{labels.max()}")
     class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
@@ -269,7 +281,8 @@ def markdown_table(result: dict) -> str:
         top[which] = ["-" if not np.isfinite(row).any() else names[int(np.nanargmax(row))] for row in matrix]
     number = lambda v: "-" if v is None or not np.isfinite(v) else f"{v:+.2f}"  # noqa: E731
     lines = [
-        "| class | rank corr. intro vs teacher | intro vs confusion | teacher vs confusion | top wrong class (intro) | top wrong class (teacher) |",
+        "| class | rank corr. intro vs teacher | intro vs confusion | teacher vs confusion "
+        "| top wrong class (intro) | top wrong class (teacher) |",
         "|---|---|---|---|---|---|",
     ]
     for y, name in enumerate(names):
@@ -297,8 +310,11 @@ def plot(result: dict, path: str) -> str:
     finite = np.concatenate([m[np.isfinite(m)] for m in matrices])
     vmax = float(finite.max()) if finite.size else 1.0
     temperature = result.get("teacher_temperature", "?")
-    titles = ["introspective soft target q", f"teacher softmax(z / {temperature:g})" if isinstance(temperature, float)
-              else "teacher softmax(z / T)", "model's confusions"]
+    titles = [
+        "introspective soft target q",
+        f"teacher softmax(z / {temperature:g})" if isinstance(temperature, float) else "teacher softmax(z / T)",
+        "model's confusions",
+    ]
     step = max(1, int(np.ceil(num_classes / 20)))  # at most ~20 labelled ticks per axis
     ticks = np.arange(0, num_classes, step)
     tick_labels = [names[i] for i in ticks]
@@ -338,8 +354,13 @@ def plot(result: dict, path: str) -> str:
         ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.set_ylim(-1.05, 1.05)
     ax.set_xlim(-0.6, num_classes - 0.4)
-    ax.set_xticks(ticks, tick_labels, rotation=0 if num_classes <= 10 else 45, fontsize=font,
-                  ha="center" if num_classes <= 10 else "right")
+    ax.set_xticks(
+        ticks,
+        tick_labels,
+        rotation=0 if num_classes <= 10 else 45,
+        fontsize=font,
+        ha="center" if num_classes <= 10 else "right",
+    )
     ax.set_ylabel("Spearman", fontsize=9)
     ax.set_title("per-class rank correlation of the wrong classes: introspective target vs teacher", fontsize=10)
     ax.tick_params(axis="y", labelsize=7)
@@ -357,14 +378,22 @@ def plot(result: dict, path: str) -> str:
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def load_images(dataset: str, *, num_images: int, batch_size: int, data_dir: str | None = None,
-                eval_split: str = "validation", validation_split: float = 0.1) -> tuple[np.ndarray, np.ndarray, data_lib.Data]:
+def load_images(
+    dataset: str,
+    *,
+    num_images: int,
+    batch_size: int,
+    data_dir: str | None = None,
+    eval_split: str = "validation",
+    validation_split: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray, data_lib.Data]:
     """The first `num_images` (or all, if fewer) images and labels of the held-out split, in the
     split's fixed order, with the dataset's description."""
     if num_images <= 0:
         raise ConfigError(f"num_images must be > 0, not {num_images}")
-    data = data_lib.load(dataset, batch_size=batch_size, data_dir=data_dir, eval_split=eval_split,
-                         validation_split=validation_split)
+    data = data_lib.load(
+        dataset, batch_size=batch_size, data_dir=data_dir, eval_split=eval_split, validation_split=validation_split
+    )
     images, labels, count = [], [], 0
     with data_lib.naming_unreadable_images(dataset):
         for x, y in data.eval:
@@ -379,9 +408,19 @@ def load_images(dataset: str, *, num_images: int, batch_size: int, data_dir: str
 
 
 def run(
-    model_path: str, teacher_path: str, dataset: str, *, output: str, figure: str = "", data_dir: str | None = None,
-    eval_split: str = "validation", validation_split: float = 0.1, num_images: int = 2000, batch_size: int = 128,
-    teacher_temperature: float = 4.0, hparams: dict[str, Any] | None = None,
+    model_path: str,
+    teacher_path: str,
+    dataset: str,
+    *,
+    output: str,
+    figure: str = "",
+    data_dir: str | None = None,
+    eval_split: str = "validation",
+    validation_split: float = 0.1,
+    num_images: int = 2000,
+    batch_size: int = 128,
+    teacher_temperature: float = 4.0,
+    hparams: dict[str, Any] | None = None,
 ) -> dict:
     """Loads everything, checks it fits, analyses, and writes the JSON (and the figure if asked)."""
     if not model_path:
@@ -389,14 +428,33 @@ def run(
     if not teacher_path:
         raise ConfigError("give a teacher: --teacher=PATH (a model.keras or a SavedModel export)")
     model = visualize.load_classifier(model_path)
-    images, labels, data = load_images(dataset, num_images=num_images, batch_size=batch_size, data_dir=data_dir,
-                                       eval_split=eval_split, validation_split=validation_split)
+    images, labels, data = load_images(
+        dataset,
+        num_images=num_images,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        eval_split=eval_split,
+        validation_split=validation_split,
+    )
     model_checks.check_compatible(model, data.image_shape, data.num_classes, what="model")
     teacher = teacher_lib.load(teacher_path, data.image_shape, data.num_classes)
-    result = analyse(model, teacher, images, labels, hparams=hparams, teacher_temperature=teacher_temperature,
-                     batch_size=batch_size, class_names=data.class_names)
-    result.update(model_path=model_path, teacher_path=teacher_path, dataset=dataset, eval_split=data.eval_split,
-                  provenance=provenance.record("introspective.py"))
+    result = analyse(
+        model,
+        teacher,
+        images,
+        labels,
+        hparams=hparams,
+        teacher_temperature=teacher_temperature,
+        batch_size=batch_size,
+        class_names=data.class_names,
+    )
+    result.update(
+        model_path=model_path,
+        teacher_path=teacher_path,
+        dataset=dataset,
+        eval_split=data.eval_split,
+        provenance=provenance.record("introspective.py"),
+    )
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         resume.write_text_atomically(output, json.dumps(to_json(result), indent=1, allow_nan=False) + "\n")
@@ -408,7 +466,9 @@ def run(
 def _define_flags() -> None:
     """Only when run as a program: train.py defines some of the same names, and tests import both."""
     defaults = methods.default_hparams("introspective")
-    flags.DEFINE_string("model_path", None, "The trained model to analyse: model.keras, a run folder or a SavedModel export.")
+    flags.DEFINE_string(
+        "model_path", None, "The trained model to analyse: model.keras, a run folder or a SavedModel export."
+    )
     flags.DEFINE_string("teacher", None, "The teacher: a model.keras or a SavedModel export of this project.")
     flags.DEFINE_string("dataset", "folder:../shared/data/cifar10", "Dataset the models were trained on.")
     flags.DEFINE_string("data_dir", None, "TFDS data directory.")
@@ -432,15 +492,25 @@ def main(argv):
     del argv
     try:
         result = run(
-            FLAGS.model_path, FLAGS.teacher, FLAGS.dataset, output=FLAGS.output, figure=FLAGS.figure,
-            data_dir=FLAGS.data_dir, eval_split=FLAGS.eval_split, validation_split=FLAGS.validation_split,
-            num_images=FLAGS.num_images, batch_size=FLAGS.batch_size, teacher_temperature=FLAGS.teacher_temperature,
+            FLAGS.model_path,
+            FLAGS.teacher,
+            FLAGS.dataset,
+            output=FLAGS.output,
+            figure=FLAGS.figure,
+            data_dir=FLAGS.data_dir,
+            eval_split=FLAGS.eval_split,
+            validation_split=FLAGS.validation_split,
+            num_images=FLAGS.num_images,
+            batch_size=FLAGS.batch_size,
+            teacher_temperature=FLAGS.teacher_temperature,
             hparams={name: FLAGS[name].value for name in TARGET_HPARAMS},
         )
     except ConfigError as err:
         sys.exit(f"error: {err}")
-    print(f"model={FLAGS.model_path} teacher={FLAGS.teacher} data={FLAGS.dataset} {result['eval_split']} "
-          f"images={result['num_images']} T={FLAGS.teacher_temperature}")
+    print(
+        f"model={FLAGS.model_path} teacher={FLAGS.teacher} data={FLAGS.dataset} {result['eval_split']} "
+        f"images={result['num_images']} T={FLAGS.teacher_temperature}"
+    )
     print(markdown_table(result), end="")
     for path in (FLAGS.output, FLAGS.figure):
         if path:

@@ -66,7 +66,9 @@ def _from_saved_model(path: str) -> Teacher:
 def load(path: str, input_shape: tuple, num_classes: int) -> Teacher:
     """Loads the teacher at `path` and checks it fits the student's data; a ConfigError if not."""
     if not path:
-        raise ConfigError(f"kd needs a teacher: {option('teacher', 'PATH')} (a run's model.keras or a SavedModel export)")
+        raise ConfigError(
+            f"kd needs a teacher: {option('teacher', 'PATH')} (a run's model.keras or a SavedModel export)"
+        )
     if path.endswith(".keras") and os.path.isfile(path):
         teacher = _from_keras(path)
     elif os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -76,6 +78,7 @@ def load(path: str, input_shape: tuple, num_classes: int) -> Teacher:
     if teacher.num_classes != num_classes:
         raise ConfigError(f"teacher '{path}' has {teacher.num_classes} classes, the data has {num_classes}")
     if list(teacher.input_shape) != list(input_shape):
-        raise ConfigError(f"teacher '{path}' takes images of shape {tuple(teacher.input_shape)}, "
-                          f"the data has {tuple(input_shape)}")
+        raise ConfigError(
+            f"teacher '{path}' takes images of shape {tuple(teacher.input_shape)}, the data has {tuple(input_shape)}"
+        )
     return teacher

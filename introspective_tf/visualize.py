@@ -29,16 +29,22 @@ GRADCAM_LAYER = "last_conv_block"  # every backbone of models.py names its last 
 
 def keras_model_path(path: str) -> str:
     """The `.keras` file behind `path`: the file itself, a run folder's, or an export's."""
-    candidates = [path] if path.endswith(".keras") else [
-        os.path.join(path, export.KERAS_MODEL),
-        os.path.join(path, "assets.extra", export.KERAS_MODEL),
-    ]
+    candidates = (
+        [path]
+        if path.endswith(".keras")
+        else [
+            os.path.join(path, export.KERAS_MODEL),
+            os.path.join(path, "assets.extra", export.KERAS_MODEL),
+        ]
+    )
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise ConfigError(f"export '{path}' has no assets.extra/{export.KERAS_MODEL} (exported by an older "
-                          "version): pass the run folder's model.keras instead, or export again")
+        raise ConfigError(
+            f"export '{path}' has no assets.extra/{export.KERAS_MODEL} (exported by an older "
+            "version): pass the run folder's model.keras instead, or export again"
+        )
     raise ConfigError(f"no Keras model at '{path}': pass a model.keras file, a run folder or a SavedModel export")
 
 
@@ -48,7 +54,9 @@ def load_classifier(path: str) -> keras.Model:
     try:
         return keras.models.load_model(model_file, compile=False)
     except Exception as err:  # Keras raises many types for unreadable or foreign files.
-        raise ConfigError(f"cannot load Keras model '{model_file}': {type(err).__name__}: {err}".splitlines()[0]) from None
+        raise ConfigError(
+            f"cannot load Keras model '{model_file}': {type(err).__name__}: {err}".splitlines()[0]
+        ) from None
 
 
 @dataclasses.dataclass
@@ -65,8 +73,14 @@ class Explained:
 
 
 def soft_target_and_prediction(
-    model: keras.Model, images, labels, *, similarity_temperature: float = 0.05, soft_target: str = "softmax",
-    epsilon: float = 0.1, explanation: str = "gradcam",
+    model: keras.Model,
+    images,
+    labels,
+    *,
+    similarity_temperature: float = 0.05,
+    soft_target: str = "softmax",
+    epsilon: float = 0.1,
+    explanation: str = "gradcam",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(q, p, s) for a batch, with the package's own functions, as `Introspective.targets` in inference mode."""
     if explanation not in explanations.EXPLANATIONS:
@@ -75,14 +89,18 @@ def soft_target_and_prediction(
     labels = tf.convert_to_tensor(labels, tf.int32)
     layer = explanations.with_layer_output(model, GRADCAM_LAYER) if explanation == "gradcam" else None
     head = explanations.head_above(model, GRADCAM_LAYER) if explanation == "gradcam" else None
-    explained = explanations.all_class_explanations(model, images, explanation=explanation, layer_and_logits=layer, head=head)
+    explained = explanations.all_class_explanations(
+        model, images, explanation=explanation, layer_and_logits=layer, head=head
+    )
     similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
     target = soft_targets.soft_target(similarity, labels, soft_target, similarity_temperature, epsilon)
     probabilities = tf.nn.softmax(model(images, training=False), axis=-1)
     return target.numpy(), probabilities.numpy(), similarity.numpy()
 
 
-def explanation_maps(model: keras.Model, images, classes, explainer: str = "saliency", smooth_samples: int = 20) -> np.ndarray:
+def explanation_maps(
+    model: keras.Model, images, classes, explainer: str = "saliency", smooth_samples: int = 20
+) -> np.ndarray:
     """tf-keras-vis maps [B, K, H, W] in [0, 1] for class `classes[i, k]` of image i."""
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.saliency import Saliency
@@ -101,15 +119,25 @@ def explanation_maps(model: keras.Model, images, classes, explainer: str = "sali
     else:
         visualizer = Saliency(model, clone=False)
         kwargs = {"smooth_samples": smooth_samples} if explainer == "smoothgrad" else {}
-    maps = [np.asarray(visualizer(CategoricalScore(list(classes[:, k])), images, **kwargs))
-            for k in range(classes.shape[1])]
+    maps = [
+        np.asarray(visualizer(CategoricalScore(list(classes[:, k])), images, **kwargs)) for k in range(classes.shape[1])
+    ]
     maps = np.stack(maps, axis=1).reshape(classes.shape + tuple(images.shape[1:3]))
     return np.nan_to_num(maps)  # a constant map normalises to NaN in tf-keras-vis
 
 
 def explain(
-    model: keras.Model, images, labels, *, explainer: str = "saliency", competitors: int = 2, smooth_samples: int = 20,
-    similarity_temperature: float = 0.05, soft_target: str = "softmax", epsilon: float = 0.1, explanation: str = "gradcam",
+    model: keras.Model,
+    images,
+    labels,
+    *,
+    explainer: str = "saliency",
+    competitors: int = 2,
+    smooth_samples: int = 20,
+    similarity_temperature: float = 0.05,
+    soft_target: str = "softmax",
+    epsilon: float = 0.1,
+    explanation: str = "gradcam",
 ) -> Explained:
     """Computes everything `plot` draws for a batch of images with their true labels."""
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int64)
@@ -121,8 +149,14 @@ def explain(
     if not 0 <= competitors < num_classes:
         raise ConfigError(f"competitors must be in [0, {num_classes - 1}], not {competitors}")
     target, probabilities, similarity = soft_target_and_prediction(
-        model, images, labels, similarity_temperature=similarity_temperature, soft_target=soft_target, epsilon=epsilon,
-        explanation=explanation)
+        model,
+        images,
+        labels,
+        similarity_temperature=similarity_temperature,
+        soft_target=soft_target,
+        epsilon=epsilon,
+        explanation=explanation,
+    )
     others = np.where(np.eye(num_classes, dtype=bool)[labels], -np.inf, probabilities)
     shown = np.concatenate([labels[:, None], np.argsort(-others, axis=1)[:, :competitors]], axis=1)
     maps = explanation_maps(model, images, shown, explainer, smooth_samples)
@@ -131,13 +165,23 @@ def explain(
 
 EXPLAINER_NAMES = {"saliency": "Saliency", "gradcam": "Grad-CAM", "smoothgrad": "SmoothGrad"}
 
-CAPTION = ("p (blue bars): the model's prediction, its softmax probabilities.   q (orange bars): the soft target "
-           "introspective learning trains towards, made from the model's self-explanations: the more a class's "
-           "explanation resembles the true class's, the more of q that class gets.   Maps: each scaled to [0, 1].")
+CAPTION = (
+    "p (blue bars): the model's prediction, its softmax probabilities.   q (orange bars): the soft target "
+    "introspective learning trains towards, made from the model's self-explanations: the more a class's "
+    "explanation resembles the true class's, the more of q that class gets.   Maps: each scaled to [0, 1]."
+)
 
 
-def plot(explained: Explained, class_names: list[str], path: str, *, explainer: str = "saliency",
-         max_bars: int = 10, title: str = "", caption: str = CAPTION) -> str:
+def plot(
+    explained: Explained,
+    class_names: list[str],
+    path: str,
+    *,
+    explainer: str = "saliency",
+    max_bars: int = 10,
+    title: str = "",
+    caption: str = CAPTION,
+) -> str:
     """Writes `figure(...)` as PNG; returns the path."""
     import matplotlib.pyplot as plt
 
@@ -147,8 +191,15 @@ def plot(explained: Explained, class_names: list[str], path: str, *, explainer: 
     return path
 
 
-def figure(explained: Explained, class_names: list[str], *, explainer: str = "saliency", max_bars: int = 10,
-           title: str = "", caption: str = CAPTION):
+def figure(
+    explained: Explained,
+    class_names: list[str],
+    *,
+    explainer: str = "saliency",
+    max_bars: int = 10,
+    title: str = "",
+    caption: str = CAPTION,
+):
     """The figure: a title, one row per image (the image, the maps with a colour bar, the q-versus-p bar
     chart), and a caption saying what p and q are. Close it with `matplotlib.pyplot.close`."""
     import textwrap
@@ -171,7 +222,9 @@ def figure(explained: Explained, class_names: list[str], *, explainer: str = "sa
         axis = fig.add_subplot(grid[i, 0])
         axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, interpolation="nearest")
         verdict = "right" if predicted == label else f"predicted {class_names[predicted]}"
-        axis.set_title(f"{class_names[label]}\n({verdict})", fontsize=9, color="black" if predicted == label else "tab:red")
+        axis.set_title(
+            f"{class_names[label]}\n({verdict})", fontsize=9, color="black" if predicted == label else "tab:red"
+        )
         axis.axis("off")
         gray = image.mean(axis=-1)
         map_axes = []
@@ -181,8 +234,10 @@ def figure(explained: Explained, class_names: list[str], *, explainer: str = "sa
             axis.imshow(gray, cmap="gray", interpolation="bilinear")
             heat = axis.imshow(explained.maps[i, k], cmap="jet", alpha=0.55, vmin=0, vmax=1, interpolation="bilinear")
             head = "true" if k == 0 else f"rival {k}"
-            axis.set_title(f"{head}: {class_names[c]}\np={explained.probabilities[i, c]:.2f} q={explained.soft_target[i, c]:.2f}",
-                           fontsize=8)
+            axis.set_title(
+                f"{head}: {class_names[c]}\np={explained.probabilities[i, c]:.2f} q={explained.soft_target[i, c]:.2f}",
+                fontsize=8,
+            )
             axis.axis("off")
             map_axes.append(axis)
         bar = fig.colorbar(heat, ax=map_axes, location="right", shrink=0.8, aspect=12, pad=0.02)  # one scale per row
@@ -192,8 +247,13 @@ def figure(explained: Explained, class_names: list[str], *, explainer: str = "sa
     name = EXPLAINER_NAMES.get(explainer, explainer)
     fig.suptitle(title or f"{name} explanations of the true class and the classes the model ranks next", fontsize=11)
     if caption:
-        fig.supxlabel("\n".join(textwrap.wrap(caption, width=int(width * 13), break_on_hyphens=False)), fontsize=9,
-                      ha="left", x=0.01, multialignment="left")
+        fig.supxlabel(
+            "\n".join(textwrap.wrap(caption, width=int(width * 13), break_on_hyphens=False)),
+            fontsize=9,
+            ha="left",
+            x=0.01,
+            multialignment="left",
+        )
     return fig
 
 

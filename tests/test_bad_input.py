@@ -7,8 +7,8 @@ import types
 
 import pytest
 import tensorflow as tf
-
 from conftest import MINI
+
 from introspective_tf import data as data_lib
 from introspective_tf import distribute, experiment, model_checks, models
 from introspective_tf.errors import ConfigError
@@ -18,9 +18,13 @@ from introspective_tf.errors import ConfigError
 def previous_run(tmp_path):
     """An output dir and an export that an earlier run left behind."""
     run, export = tmp_path / "run", tmp_path / "export"
-    for path, text in [(run / "results.json", '{"eval_accuracy": 0.9}'), (run / "history.csv", "epoch,loss\n0,1.0\n"),
-                       (run / "checkpoints" / "last.weights.h5", "weights"), (run / "model.keras", "model"),
-                       (export / "saved_model.pb", "export")]:
+    for path, text in [
+        (run / "results.json", '{"eval_accuracy": 0.9}'),
+        (run / "history.csv", "epoch,loss\n0,1.0\n"),
+        (run / "checkpoints" / "last.weights.h5", "weights"),
+        (run / "model.keras", "model"),
+        (export / "saved_model.pb", "export"),
+    ]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     before = _snapshot(tmp_path)
@@ -30,30 +34,45 @@ def previous_run(tmp_path):
 
 
 def _snapshot(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def _config(previous_run, dataset, **overrides):
     run, export = previous_run
-    values = dict(dataset=dataset, method="standard", model="small_cnn", epochs=1, batch_size=20, steps_per_epoch=2,
-                  train_limit=40, output_dir=str(run), export_dir=str(export), verbose=0)
+    values = dict(
+        dataset=dataset,
+        method="standard",
+        model="small_cnn",
+        epochs=1,
+        batch_size=20,
+        steps_per_epoch=2,
+        train_limit=40,
+        output_dir=str(run),
+        export_dir=str(export),
+        verbose=0,
+    )
     return experiment.ExperimentConfig(**{**values, **overrides})
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (dict(dataset="imagenet_v2"), "unknown dataset 'imagenet_v2'"),
-    (dict(method="teacher_free"), "unknown method 'teacher_free'"),
-    (dict(model="vgg"), "unknown model 'vgg'"),
-    (dict(strategy="horovod"), "unknown strategy 'horovod'"),
-    (dict(mixed_precision="float8"), "mixed_precision must be one of"),
-    (dict(epochs=-1), "epochs must be > 0, not -1"),
-    (dict(batch_size=0), "batch_size must be > 0"),
-    (dict(method="introspective", hparams={"alpha": 1.5}), r"alpha must be in \[0, 1\], not 1.5"),
-    (dict(method="introspective", hparams={"alpha": -0.1}), r"alpha must be in \[0, 1\], not -0.1"),
-    (dict(method="introspective", hparams={"temperature": 0.0}), "temperature must be > 0, not 0.0"),
-    (dict(method="introspective", hparams={"temperature": -2.0}), "temperature must be > 0, not -2.0"),
-    (dict(strategy="tpu"), "--strategy=tpu needs --tpu"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(dataset="imagenet_v2"), "unknown dataset 'imagenet_v2'"),
+        (dict(method="teacher_free"), "unknown method 'teacher_free'"),
+        (dict(model="vgg"), "unknown model 'vgg'"),
+        (dict(strategy="horovod"), "unknown strategy 'horovod'"),
+        (dict(mixed_precision="float8"), "mixed_precision must be one of"),
+        (dict(epochs=-1), "epochs must be > 0, not -1"),
+        (dict(batch_size=0), "batch_size must be > 0"),
+        (dict(method="introspective", hparams={"alpha": 1.5}), r"alpha must be in \[0, 1\], not 1.5"),
+        (dict(method="introspective", hparams={"alpha": -0.1}), r"alpha must be in \[0, 1\], not -0.1"),
+        (dict(method="introspective", hparams={"temperature": 0.0}), "temperature must be > 0, not 0.0"),
+        (dict(method="introspective", hparams={"temperature": -2.0}), "temperature must be > 0, not -2.0"),
+        (dict(strategy="tpu"), "--strategy=tpu needs --tpu"),
+    ],
+)
 def test_bad_values(previous_run, mini_dataset, overrides, message):
     with pytest.raises(ConfigError, match=message):
         experiment.run(_config(previous_run, **{"dataset": mini_dataset, **overrides}))
@@ -75,12 +94,15 @@ def _folder(root, classes=("cat", "dog"), per_class=4):
     return root
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda root: root / "nowhere", "does not exist"),
-    (lambda root: (root / "test").mkdir(parents=True) or root, "has no train/ subfolder"),
-    (lambda root: _folder(root, per_class=0), "has no .jpg/.jpeg/.png images"),
-    (lambda root: _folder(root, classes=("cat",)), "needs at least 2 class folders"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda root: root / "nowhere", "does not exist"),
+        (lambda root: (root / "test").mkdir(parents=True) or root, "has no train/ subfolder"),
+        (lambda root: _folder(root, per_class=0), "has no .jpg/.jpeg/.png images"),
+        (lambda root: _folder(root, classes=("cat",)), "needs at least 2 class folders"),
+    ],
+)
 def test_unusable_folder_datasets(previous_run, tmp_path, mini_dataset, make, message):
     root = make(tmp_path / "data")
     with pytest.raises(ConfigError, match=message):
@@ -91,13 +113,24 @@ def test_corrupt_image_names_the_file(previous_run, tmp_path, mini_dataset):
     root = _folder(tmp_path / "data", per_class=20)
     (root / "train" / "dog" / "broken.jpg").write_bytes(b"this is not a jpeg")
     with pytest.raises(ConfigError, match=r"1 image file\(s\) cannot be decoded; fix or remove them: .*dog/broken.jpg"):
-        experiment.run(_config(previous_run, f"folder:{root}", eval_split="validation", batch_size=8, train_limit=0,
-                               steps_per_epoch=0, validation_split=0.2))
+        experiment.run(
+            _config(
+                previous_run,
+                f"folder:{root}",
+                eval_split="validation",
+                batch_size=8,
+                train_limit=0,
+                steps_per_epoch=0,
+                validation_split=0.2,
+            )
+        )
 
 
 def test_tfds_without_network_says_how_to_use_local_data(previous_run, tmp_path, monkeypatch):
     monkeypatch.setattr(data_lib, "DOWNLOAD_PROBE", ("unreachable.invalid", 443))  # never downloads in tests
-    with pytest.raises(ConfigError, match=r"no network to download it: point --data_dir=DIR .* or use --dataset=folder:ROOT"):
+    with pytest.raises(
+        ConfigError, match=r"no network to download it: point --data_dir=DIR .* or use --dataset=folder:ROOT"
+    ):
         experiment.run(_config(previous_run, "cifar10", data_dir=str(tmp_path / "tfds")))
     monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # in a notebook: arguments, not flags
     with pytest.raises(ConfigError, match=r'point data_dir="DIR" .* or use dataset="folder:ROOT"'):
@@ -114,10 +147,13 @@ def test_output_dir_not_writable(previous_run, tmp_path, mini_dataset):
     assert blocker.read_text() == "not a folder"
 
 
-@pytest.mark.parametrize("shape,classes,message", [
-    ((32, 32, 3), 100, r"the teacher predicts 100 classes, but the data has 10"),
-    ((28, 28, 1), 10, r"the teacher takes images of shape \(28, 28, 1\), but the data has \(32, 32, 3\)"),
-])
+@pytest.mark.parametrize(
+    "shape,classes,message",
+    [
+        ((32, 32, 3), 100, r"the teacher predicts 100 classes, but the data has 10"),
+        ((28, 28, 1), 10, r"the teacher takes images of shape \(28, 28, 1\), but the data has \(32, 32, 3\)"),
+    ],
+)
 def test_teacher_that_does_not_fit_the_data(tmp_path, shape, classes, message):
     path = tmp_path / "teacher.keras"
     models.small_cnn(shape, classes).save(path)

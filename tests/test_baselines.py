@@ -27,7 +27,9 @@ def test_label_smoothing_loss_by_hand():
     loss = label_smoothing_loss(tf.constant([0]), tf.constant(HALF_QUARTER_QUARTER), 0.3)
     assert np.isclose(loss, 1.2 * LN2, rtol=1e-6)
     # eps = 0 is the plain cross-entropy, -ln 0.25 for y = 1.
-    assert np.isclose(label_smoothing_loss(tf.constant([1]), tf.constant(HALF_QUARTER_QUARTER), 0.0), 2 * LN2, rtol=1e-6)
+    assert np.isclose(
+        label_smoothing_loss(tf.constant([1]), tf.constant(HALF_QUARTER_QUARTER), 0.0), 2 * LN2, rtol=1e-6
+    )
 
 
 def test_confidence_penalty_loss_by_hand():
@@ -55,7 +57,9 @@ def test_shuffled_non_gt_permutes_only_the_non_gt_responses():
     rng = np.random.default_rng(0)
     p = tf.nn.softmax(rng.normal(size=(64, 10)).astype("float32")).numpy()
     labels = rng.integers(0, 10, 64)
-    q = shuffled_non_gt(tf.constant(p), tf.constant(labels), tf.constant(rng.uniform(size=(64, 10)).astype("float32"))).numpy()
+    q = shuffled_non_gt(
+        tf.constant(p), tf.constant(labels), tf.constant(rng.uniform(size=(64, 10)).astype("float32"))
+    ).numpy()
     rows = np.arange(64)
     np.testing.assert_array_equal(q[rows, labels], p[rows, labels])
     others = lambda a: np.sort(np.where(np.eye(10)[labels] > 0, -1.0, a), axis=-1)  # noqa: E731
@@ -67,10 +71,14 @@ def test_shuffled_non_gt_permutes_only_the_non_gt_responses():
 def test_mutual_learning_losses_by_hand():
     # p1 = (.5, .25, .25), p2 = (.25, .5, .25), y = 0. KL(p2 || p1) = KL(p1 || p2) = 0.25 ln 2.
     # L1 = ln 2 + 0.25 ln 2; L2 = ln 4 + 0.25 ln 2.
-    l1, l2 = mutual_learning_losses(tf.constant([0]), [tf.constant(HALF_QUARTER_QUARTER), tf.constant(QUARTER_HALF_QUARTER)])
+    l1, l2 = mutual_learning_losses(
+        tf.constant([0]), [tf.constant(HALF_QUARTER_QUARTER), tf.constant(QUARTER_HALF_QUARTER)]
+    )
     assert np.isclose(l1, 1.25 * LN2, rtol=1e-6) and np.isclose(l2, 2.25 * LN2, rtol=1e-6)
     # Three peers: each peer's mimicry term is the mean over the other two.
-    l1, _, _ = mutual_learning_losses(tf.constant([0]), [tf.constant(HALF_QUARTER_QUARTER)] * 2 + [tf.constant(QUARTER_HALF_QUARTER)])
+    l1, _, _ = mutual_learning_losses(
+        tf.constant([0]), [tf.constant(HALF_QUARTER_QUARTER)] * 2 + [tf.constant(QUARTER_HALF_QUARTER)]
+    )
     assert np.isclose(l1, LN2 + 0.125 * LN2, rtol=1e-6)
 
 
@@ -103,7 +111,9 @@ def test_both_teacher_formats_give_the_same_tempered_distribution(teacher_files)
 def test_kd_targets_are_the_teachers_tempered_distribution_or_its_variant(teacher_files, kd_target):
     model, keras_path, _ = teacher_files
     images, labels = _batch()
-    kd = methods.build("kd", models.small_cnn((8, 8, 3), 4), {"teacher": keras_path, "temperature": 2.0, "kd_target": kd_target})
+    kd = methods.build(
+        "kd", models.small_cnn((8, 8, 3), 4), {"teacher": keras_path, "temperature": 2.0, "kd_target": kd_target}
+    )
     q = kd.targets(tf.constant(images), tf.constant(labels)).numpy()
     p = tf.nn.softmax(model(images, training=False) / 2.0).numpy()
     np.testing.assert_allclose(q.sum(-1), 1.0, rtol=1e-5)
@@ -134,11 +144,14 @@ def _expected_loss(name, backbone, images, labels, hparams, teacher=None):
     return tf.reduce_mean((1 - alpha) * -tf.reduce_sum(onehot * log_p, -1) + alpha * temperature**2 * kl)
 
 
-@pytest.mark.parametrize("name,hparams", [
-    ("label_smoothing", {"smoothing": 0.2}),
-    ("confidence_penalty", {"penalty": 0.3}),
-    ("kd", {"alpha": 0.7, "temperature": 3.0, "kd_target": "full"}),
-])
+@pytest.mark.parametrize(
+    "name,hparams",
+    [
+        ("label_smoothing", {"smoothing": 0.2}),
+        ("confidence_penalty", {"penalty": 0.3}),
+        ("kd", {"alpha": 0.7, "temperature": 3.0, "kd_target": "full"}),
+    ],
+)
 def test_one_sgd_step_moves_weights_by_the_loss_gradient(teacher_files, name, hparams):
     teacher, keras_path, _ = teacher_files
     images, labels = _batch()
@@ -176,8 +189,11 @@ def test_dml_step_moves_each_peer_by_its_own_loss_gradient():
         probabilities = [tf.nn.softmax(p(images, training=True)) for p in peers]
         losses = []
         for k, p_k in enumerate(probabilities):
-            kls = [tf.reduce_sum(tf.stop_gradient(p_j) * (tf.math.log(tf.stop_gradient(p_j)) - tf.math.log(p_k)), -1)
-                   for j, p_j in enumerate(probabilities) if j != k]
+            kls = [
+                tf.reduce_sum(tf.stop_gradient(p_j) * (tf.math.log(tf.stop_gradient(p_j)) - tf.math.log(p_k)), -1)
+                for j, p_j in enumerate(probabilities)
+                if j != k
+            ]
             ce = -tf.math.log(tf.gather(p_k, labels, batch_dims=1))
             losses.append(tf.reduce_mean(ce + tf.add_n(kls) / 2) + tf.add_n(peers[k].losses))
     expected = [tape.gradient(loss, p.trainable_variables) for loss, p in zip(losses, peers)]
@@ -188,14 +204,17 @@ def test_dml_step_moves_each_peer_by_its_own_loss_gradient():
             np.testing.assert_allclose(old - new.numpy(), grad, rtol=2e-3, atol=2e-5)
 
 
-@pytest.mark.parametrize("name,hparams,message", [
-    ("label_smoothing", {"smoothing": 1.5}, "smoothing"),
-    ("confidence_penalty", {"penalty": -1.0}, "penalty"),
-    ("kd", {}, "kd needs a teacher"),
-    ("kd", {"teacher": "/nonexistent/model.keras"}, "neither a .keras file nor a SavedModel"),
-    ("kd", {"kd_target": "random"}, "kd_target"),
-    ("dml", {"peers": 1}, "peers"),
-])
+@pytest.mark.parametrize(
+    "name,hparams,message",
+    [
+        ("label_smoothing", {"smoothing": 1.5}, "smoothing"),
+        ("confidence_penalty", {"penalty": -1.0}, "penalty"),
+        ("kd", {}, "kd needs a teacher"),
+        ("kd", {"teacher": "/nonexistent/model.keras"}, "neither a .keras file nor a SavedModel"),
+        ("kd", {"kd_target": "random"}, "kd_target"),
+        ("dml", {"peers": 1}, "peers"),
+    ],
+)
 def test_bad_hyper_parameters_are_config_errors(name, hparams, message):
     with pytest.raises(ConfigError, match=message):
         methods.build(name, models.small_cnn((8, 8, 3), 4), hparams)
@@ -221,6 +240,7 @@ def test_a_file_that_is_no_model_is_a_config_error(tmp_path):
 def test_distillation_loss_is_the_kd_loss():
     # Guard for kd's reuse of the introspective loss: q = (.5, .25, .25), student p = (.25, .5, .25),
     # T = 1, alpha = 0.5, y = 1: 0.5 * ln 2 + 0.5 * KL = 0.5 ln 2 + 0.125 ln 2.
-    loss = soft_targets.distillation_loss(tf.constant([1]), tf.constant(QUARTER_HALF_QUARTER),
-                                          tf.constant([[0.5, 0.25, 0.25]]), 0.5, 1.0)
+    loss = soft_targets.distillation_loss(
+        tf.constant([1]), tf.constant(QUARTER_HALF_QUARTER), tf.constant([[0.5, 0.25, 0.25]]), 0.5, 1.0
+    )
     assert np.isclose(loss, 0.625 * LN2, rtol=1e-6)

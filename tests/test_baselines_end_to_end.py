@@ -7,36 +7,53 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_end_to_end import _train
 
 from introspective_tf import export, models
-from test_end_to_end import _train
 
 
 @pytest.fixture(scope="module")
 def teacher_export(tmp_path_factory):
     """An (untrained) CIFAR-shaped teacher exported as a SavedModel: kd only needs its predictions."""
     keras.utils.set_random_seed(3)
-    return export.export_classifier(models.small_cnn((32, 32, 3), 10), str(tmp_path_factory.mktemp("teacher") / "export"))
+    return export.export_classifier(
+        models.small_cnn((32, 32, 3), 10), str(tmp_path_factory.mktemp("teacher") / "export")
+    )
 
 
-@pytest.mark.parametrize("flags", [
-    ("--method=kd", "--kd_target=shuffled_non_gt", "--alpha=0.9"),
-    ("--method=dml", "--peers=2"),
-    ("--method=label_smoothing", "--smoothing=0.2"),
-    ("--method=confidence_penalty", "--penalty=0.2"),
-    ("--method=pskd", "--alpha=0.8"),
-    ("--method=tfkd_reg", "--alpha=0.1", "--temperature=20", "--multiplier=10"),
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--method=kd", "--kd_target=shuffled_non_gt", "--alpha=0.9"),
+        ("--method=dml", "--peers=2"),
+        ("--method=label_smoothing", "--smoothing=0.2"),
+        ("--method=confidence_penalty", "--penalty=0.2"),
+        ("--method=pskd", "--alpha=0.8"),
+        ("--method=tfkd_reg", "--alpha=0.1", "--temperature=20", "--multiplier=10"),
+    ],
+)
 def test_train_py_trains_and_exports_the_first_network(tmp_path, mini_dataset, teacher_export, flags):
-    _train(tmp_path, mini_dataset, "--epochs=2", "--steps_per_epoch=3", "--batch_size=32", f"--teacher={teacher_export}", *flags)
+    _train(
+        tmp_path,
+        mini_dataset,
+        "--epochs=2",
+        "--steps_per_epoch=3",
+        "--batch_size=32",
+        f"--teacher={teacher_export}",
+        *flags,
+    )
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["method"] == flags[0].split("=")[1] and len(results["train_loss_history"]) == 2
     given = dict(flag[2:].split("=") for flag in flags[1:])
-    assert {k: str(results["config"]["hparams"][k]) for k in given} == {k: str(float(v)) if k != "peers" and "target" not in k else v for k, v in given.items()}
+    assert {k: str(results["config"]["hparams"][k]) for k in given} == {
+        k: str(float(v)) if k != "peers" and "target" not in k else v for k, v in given.items()
+    }
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     trained = keras.models.load_model(tmp_path / "run" / "model.keras")
     served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"](images=tf.constant(images))
-    np.testing.assert_allclose(served["probabilities"].numpy(), tf.nn.softmax(trained(images)).numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        served["probabilities"].numpy(), tf.nn.softmax(trained(images)).numpy(), rtol=1e-4, atol=1e-6
+    )
     assert trained.count_params() == models.small_cnn((32, 32, 3), 10).count_params()  # one network, not the peers
 
 

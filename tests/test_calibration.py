@@ -9,13 +9,15 @@ import pytest
 from introspective_tf import calibration
 
 # conf = top probability; correct = argmax == label.
-PROBABILITIES = np.array([
-    [0.90, 0.05, 0.05],  # y=0: conf 0.90, right, bin (13/15, 14/15]
-    [0.81, 0.10, 0.09],  # y=1: conf 0.81, wrong, bin (12/15, 13/15]
-    [0.20, 0.50, 0.30],  # y=1: conf 0.50, right, bin (7/15, 8/15]
-    [0.35, 0.25, 0.40],  # y=0: conf 0.40, wrong, bin (5/15, 6/15]
-    [0.04, 0.92, 0.04],  # y=2: conf 0.92, wrong, bin (13/15, 14/15], shared with the first example
-])
+PROBABILITIES = np.array(
+    [
+        [0.90, 0.05, 0.05],  # y=0: conf 0.90, right, bin (13/15, 14/15]
+        [0.81, 0.10, 0.09],  # y=1: conf 0.81, wrong, bin (12/15, 13/15]
+        [0.20, 0.50, 0.30],  # y=1: conf 0.50, right, bin (7/15, 8/15]
+        [0.35, 0.25, 0.40],  # y=0: conf 0.40, wrong, bin (5/15, 6/15]
+        [0.04, 0.92, 0.04],  # y=2: conf 0.92, wrong, bin (13/15, 14/15], shared with the first example
+    ]
+)
 LABELS = np.array([0, 1, 1, 0, 2])
 
 

@@ -9,21 +9,26 @@ import pytest
 from introspective_tf import compare, records
 from introspective_tf.errors import ConfigError
 
-COMMON = ("common --dataset={data} --model=small_cnn --epochs=1 --steps_per_epoch=3 --batch_size=32 "
-          "--learning_rate=0.05 --eval_split=validation --validation_split=0.1\n")
+COMMON = (
+    "common --dataset={data} --model=small_cnn --epochs=1 --steps_per_epoch=3 --batch_size=32 "
+    "--learning_rate=0.05 --eval_split=validation --validation_split=0.1\n"
+)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("a --method=standard --colour=red\n", "method 'standard' takes no flag --colour"),
-    ("a --method=kd\n", "need a 'teacher' line"),
-    ("a --method=standard\na --method=dml\n", "used twice"),
-    ("seeds zero\na --method=standard\n", "seeds must be integers"),
-    ("a --method=standard --epochs=ten\n", "--epochs=ten is not a valid int"),
-    ("a --method=label_smoothing --smoothing=lots\n", "--smoothing=lots is not a valid float"),
-    ("a --method=teacher_free\n", "unknown method"),
-    ("a method=standard\n", "expected --name=value"),
-    ("common --epochs=2\n", "lists no run"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("a --method=standard --colour=red\n", "method 'standard' takes no flag --colour"),
+        ("a --method=kd\n", "need a 'teacher' line"),
+        ("a --method=standard\na --method=dml\n", "used twice"),
+        ("seeds zero\na --method=standard\n", "seeds must be integers"),
+        ("a --method=standard --epochs=ten\n", "--epochs=ten is not a valid int"),
+        ("a --method=label_smoothing --smoothing=lots\n", "--smoothing=lots is not a valid float"),
+        ("a --method=teacher_free\n", "unknown method"),
+        ("a method=standard\n", "expected --name=value"),
+        ("common --epochs=2\n", "lists no run"),
+    ],
+)
 def test_bad_configs_are_one_line_config_errors(text, message):
     with pytest.raises(ConfigError, match=message):
         compare.parse_config(text, "runs/x")
@@ -32,17 +37,28 @@ def test_bad_configs_are_one_line_config_errors(text, message):
 def test_runs_get_common_flags_seeds_and_the_teacher():
     runs, teacher = compare.parse_config(
         "common --model=small_cnn --epochs=3\nseeds 4 5\nteacher --model=resnet20 --method=standard\n"
-        "kd --method=kd --alpha=0.9 --epochs=2\nls --method=label_smoothing\n", "runs/x")
+        "kd --method=kd --alpha=0.9 --epochs=2\nls --method=label_smoothing\n",
+        "runs/x",
+    )
     assert [(r.name, r.config.seed) for r in runs] == [("kd", 4), ("kd", 5), ("ls", 4), ("ls", 5)]
     assert runs[0].config.epochs == 2 and runs[2].config.epochs == 3 and teacher.config.model == "resnet20"
-    assert runs[0].config.hparams == {"teacher": "runs/x/teacher-seed4/model.keras", "alpha": 0.9,
-                                      "temperature": 4.0, "kd_target": "full"}  # defaults filled in
+    assert runs[0].config.hparams == {
+        "teacher": "runs/x/teacher-seed4/model.keras",
+        "alpha": 0.9,
+        "temperature": 4.0,
+        "kd_target": "full",
+    }  # defaults filled in
     assert runs[2].config.hparams == {"smoothing": 0.1} and runs[2].config.output_dir == "runs/x/ls-seed4"
 
 
 def test_a_stored_run_compares_by_its_resolved_hyper_parameters():
-    stored = {"method": "label_smoothing", "seed": 0, "verbose": 1, "output_dir": "elsewhere",
-              "hparams": {"alpha": 0.5, "temperature": 4.0}}  # train.py records every method flag
+    stored = {
+        "method": "label_smoothing",
+        "seed": 0,
+        "verbose": 1,
+        "output_dir": "elsewhere",
+        "hparams": {"alpha": 0.5, "temperature": 4.0},
+    }  # train.py records every method flag
     same = {"method": "label_smoothing", "seed": 0, "verbose": 2, "hparams": {"smoothing": 0.1}}
     assert compare.comparable(stored) == compare.comparable(same)
     assert compare.comparable(stored) != compare.comparable({**same, "hparams": {"smoothing": 0.2}})
@@ -52,8 +68,17 @@ def test_a_run_records_every_hyper_parameter_so_a_new_default_does_not_reuse_it(
     from introspective_tf import experiment, methods
 
     config = experiment.ExperimentConfig(
-        dataset=mini_dataset, method="label_smoothing", model="small_cnn", epochs=1, steps_per_epoch=1,
-        batch_size=16, eval_split="validation", output_dir=str(tmp_path / "run"), export_dir="none", verbose=0)
+        dataset=mini_dataset,
+        method="label_smoothing",
+        model="small_cnn",
+        epochs=1,
+        steps_per_epoch=1,
+        batch_size=16,
+        eval_split="validation",
+        output_dir=str(tmp_path / "run"),
+        export_dir="none",
+        verbose=0,
+    )
     stored = experiment.run(config)["config"]
     assert stored["hparams"]["smoothing"] == 0.1  # the default, written down although not given
     assert compare.comparable(stored) == compare.comparable(dataclasses.asdict(config))
@@ -69,12 +94,14 @@ def _lines(output: str) -> list[str]:
 def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_dataset, capsys, monkeypatch):
     config = tmp_path / "mini.cfg"
     report = tmp_path / "docs" / "results.md"
-    text = (COMMON.format(data=mini_dataset) + f"report {report}\nseeds 0\n"
-            "teacher --method=standard\n"
-            "label_smoothing --method=label_smoothing --smoothing=0.1\n"
-            "confidence_penalty --method=confidence_penalty --penalty=0.1\n"
-            "kd --method=kd --kd_target=full --alpha=0.9 --temperature=4\n"
-            "kd_uniform_non_gt --method=kd --kd_target=uniform_non_gt --alpha=0.9 --temperature=4\n")
+    text = (
+        COMMON.format(data=mini_dataset) + f"report {report}\nseeds 0\n"
+        "teacher --method=standard\n"
+        "label_smoothing --method=label_smoothing --smoothing=0.1\n"
+        "confidence_penalty --method=confidence_penalty --penalty=0.1\n"
+        "kd --method=kd --kd_target=full --alpha=0.9 --temperature=4\n"
+        "kd_uniform_non_gt --method=kd --kd_target=uniform_non_gt --alpha=0.9 --temperature=4\n"
+    )
     config.write_text(text)
     runs_dir = tmp_path / "runs"
     compare.compare(str(config), str(runs_dir))
@@ -83,7 +110,10 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
         results = json.loads((runs_dir / f"{name}-seed0" / "results.json").read_text())
         assert results["compare_run"] == name and 0.0 <= results["eval_accuracy"] <= 1.0
     markdown = report.read_text()
-    assert "| kd_uniform_non_gt | kd | small_cnn | `--kd_target=uniform_non_gt --alpha=0.9 --temperature=4` | 0 |" in markdown
+    assert (
+        "| kd_uniform_non_gt | kd | small_cnn | `--kd_target=uniform_non_gt --alpha=0.9 --temperature=4` | 0 |"
+        in markdown
+    )
     assert "not run" not in markdown and "validation split (100 images held out" in markdown
     assert (tmp_path / "docs" / "results.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -93,10 +123,17 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     status = {line.split(" seed")[0].split("] ")[1]: line.split(": ")[1] for line in _lines(capsys.readouterr().out)}
     assert status.pop("label_smoothing") == "training"
     data = runs_dir / "runs.jsonl"
-    assert status == {name: f"reusing a row of {data}" for name in ("teacher", "confidence_penalty", "kd", "kd_uniform_non_gt")}
-    assert json.loads((runs_dir / "label_smoothing-seed0" / "results.json").read_text())["config"]["hparams"]["smoothing"] == 0.2
+    assert status == {
+        name: f"reusing a row of {data}" for name in ("teacher", "confidence_penalty", "kd", "kd_uniform_non_gt")
+    }
+    assert (
+        json.loads((runs_dir / "label_smoothing-seed0" / "results.json").read_text())["config"]["hparams"]["smoothing"]
+        == 0.2
+    )
     rows = records.read(str(data))
-    assert len(rows) == 6 and all(r["provenance"]["code_hash"] and r["provenance"]["machine"]["cpu_count"] for r in rows)
+    assert len(rows) == 6 and all(
+        r["provenance"]["code_hash"] and r["provenance"]["machine"]["cpu_count"] for r in rows
+    )
     assert "train_loss_history" not in rows[0] and 0.0 <= rows[0]["final_train_metrics"]["accuracy"] <= 1.0
     assert all(0.0 <= r["train_eval_accuracy"] <= 1.0 for r in rows)
 
@@ -129,7 +166,12 @@ def test_a_folder_the_tool_did_not_make_is_never_overwritten(tmp_path):
 
 def test_run_data_rows_replace_reruns_and_bad_lines_are_one_line_errors(tmp_path):
     path = str(tmp_path / "data" / "runs.jsonl")
-    row = {"compare_run": "a", "config": {"seed": 0, "output_dir": "x"}, "provenance": {"code_hash": "h"}, "eval_accuracy": 0.5}
+    row = {
+        "compare_run": "a",
+        "config": {"seed": 0, "output_dir": "x"},
+        "provenance": {"code_hash": "h"},
+        "eval_accuracy": 0.5,
+    }
     records.add(path, row)
     records.add(path, {**row, "config": {"seed": 1}})
     records.add(path, {**row, "config": {"seed": 0, "output_dir": "y"}, "eval_accuracy": 0.6})  # a rerun of seed 0
@@ -147,7 +189,9 @@ def test_training_set_accuracy_counts_every_training_image_unaugmented(tmp_path,
     from introspective_tf import data as data_lib
     from introspective_tf import experiment, models
 
-    config = experiment.ExperimentConfig(dataset=mini_dataset, model="small_cnn", train_limit=70, eval_split="validation")
+    config = experiment.ExperimentConfig(
+        dataset=mini_dataset, model="small_cnn", train_limit=70, eval_split="validation"
+    )
     keras.utils.set_random_seed(0)
     model = models.small_cnn((32, 32, 3), 10)
     model.save(tmp_path / "m.keras")

@@ -58,17 +58,20 @@ def test_training_pipeline_is_reproducible_from_the_seed(mini_dataset):
     assert not np.array_equal(first, other)
 
 
-@pytest.mark.parametrize("name,message", [
-    ("imagenet_v2", "unknown dataset"),
-    ("folder:/nonexistent/place", "no train/ subfolder"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("imagenet_v2", "unknown dataset"),
+        ("folder:/nonexistent/place", "no train/ subfolder"),
+    ],
+)
 def test_unusable_datasets_are_config_errors(name, message):
     with pytest.raises(ConfigError, match=message):
         data.load(name, batch_size=8)
 
 
 def test_folder_with_one_class(tmp_path, mini_dataset):
-    source = sorted((pathlib.Path(mini_dataset[len("folder:"):]) / "train" / "cat").iterdir())[:3]
+    source = sorted((pathlib.Path(mini_dataset[len("folder:") :]) / "train" / "cat").iterdir())[:3]
     (tmp_path / "train" / "cat").mkdir(parents=True)
     for path in source:
         (tmp_path / "train" / "cat" / path.name).write_bytes(path.read_bytes())

@@ -12,17 +12,20 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO
+
 from introspective_tf import distribute, methods, models
 from introspective_tf.errors import ConfigError
+
 
 # Methods whose construction needs more than a backbone (e.g. a teacher) get a factory here.
 def _seeded(name):
     """Methods that create weights of their own (DML's other peers) must start alike in both runs."""
+
     def build(backbone):
         keras.utils.set_random_seed(1)
         return methods.build(name, backbone, {})
+
     return build
 
 
@@ -72,7 +75,9 @@ def _one_step(name, strategy, initial_weights, images, labels, sync_batchnorm):
     dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(len(labels))
     trainer.fit(dataset, epochs=2, verbose=0)  # two steps: the second reads what the first stored (PS-KD)
     # Trainable weights, BatchNorm moving statistics and per-example stores (PS-KD's predictions).
-    return [w.numpy() for w in backbone.weights] + [w.numpy() for w in trainer.non_trainable_weights if w.shape.rank == 2 and w.shape[0] == len(labels)]
+    return [w.numpy() for w in backbone.weights] + [
+        w.numpy() for w in trainer.non_trainable_weights if w.shape.rank == 2 and w.shape[0] == len(labels)
+    ]
 
 
 def _batch(n=16, seed=0):
@@ -111,10 +116,13 @@ def test_batch_size_must_divide_over_replicas(mirrored):
     distribute.check_batch_size(8, mirrored)
 
 
-@pytest.mark.parametrize("name,tpu,message", [
-    ("horovod", "", "unknown strategy 'horovod'"),
-    ("tpu", "", "--strategy=tpu needs --tpu"),
-])
+@pytest.mark.parametrize(
+    "name,tpu,message",
+    [
+        ("horovod", "", "unknown strategy 'horovod'"),
+        ("tpu", "", "--strategy=tpu needs --tpu"),
+    ],
+)
 def test_bad_strategy(name, tpu, message):
     with pytest.raises(ConfigError, match=message):
         distribute.make_strategy(name, tpu)
@@ -136,14 +144,28 @@ def _h5_arrays(path):
 def test_two_worker_multiworker_training_on_loopback(tmp_path, mini_dataset):
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
     run_dir = tmp_path / "run"
-    command = [sys.executable, str(REPO / "train.py"), f"--dataset={mini_dataset}", "--model=small_cnn",
-               "--method=introspective", "--strategy=multiworker", "--epochs=2", "--batch_size=20",
-               "--steps_per_epoch=3", "--train_limit=100", f"--output_dir={run_dir}", "--export_dir=none", "--verbose=2"]
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        f"--dataset={mini_dataset}",
+        "--model=small_cnn",
+        "--method=introspective",
+        "--strategy=multiworker",
+        "--epochs=2",
+        "--batch_size=20",
+        "--steps_per_epoch=3",
+        "--train_limit=100",
+        f"--output_dir={run_dir}",
+        "--export_dir=none",
+        "--verbose=2",
+    ]
     workers = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": tf_config}
-        workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        workers.append(
+            subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
     try:
         outputs = [worker.communicate(timeout=400)[0] for worker in workers]  # bounded: a hang fails the test
     finally:
@@ -156,7 +178,10 @@ def test_two_worker_multiworker_training_on_loopback(tmp_path, mini_dataset):
     assert results["num_replicas"] == 2 and len(results["train_loss_history"]) == 2
     scratch = run_dir / ".workers" / "worker1"
     # Synchronous data parallelism: both workers end with the same weights.
-    chief, other = _h5_arrays(run_dir / "checkpoints" / "last.weights.h5"), _h5_arrays(scratch / "checkpoints" / "last.weights.h5")
+    chief, other = (
+        _h5_arrays(run_dir / "checkpoints" / "last.weights.h5"),
+        _h5_arrays(scratch / "checkpoints" / "last.weights.h5"),
+    )
     assert chief.keys() == other.keys() and len(chief) > 4
     for name in chief:
         np.testing.assert_allclose(chief[name], other[name], rtol=1e-6, atol=1e-6, err_msg=name)

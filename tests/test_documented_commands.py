@@ -17,8 +17,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import DATA, REPO
+
 from introspective_tf import experiment
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -43,7 +43,9 @@ DOCS_SERVING = section((REPO / "docs" / "using_models.md").read_text(), "## Serv
 
 def test_the_sections_have_commands():
     assert len(blocks(README_SERVING, "bash")) >= 1 and len(blocks(DOCS_SERVING, "bash")) >= 3
-    assert "saved_models/NAME" in DOCS_SERVING and "in place of NAME" in " ".join(DOCS_SERVING.split())  # what may be substituted
+    assert "saved_models/NAME" in DOCS_SERVING and "in place of NAME" in " ".join(
+        DOCS_SERVING.split()
+    )  # what may be substituted
     assert "full-introspective" not in README_SERVING + DOCS_SERVING
 
 
@@ -61,9 +63,24 @@ def checkout(tmp_path_factory):
     (top / "shared").mkdir()
     (top / "shared" / "data").symlink_to(DATA.resolve())
     # A tiny run with the default --export_dir (saved_models/NAME, NAME the run's name).
-    result = subprocess.run([sys.executable, "train.py", "--dataset=folder:../shared/data/cifar10-mini", "--model=small_cnn",
-                             "--epochs=1", "--steps_per_epoch=2", "--batch_size=32", "--train_limit=64", "--verbose=0"],
-                            cwd=root, env=ENV, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--dataset=folder:../shared/data/cifar10-mini",
+            "--model=small_cnn",
+            "--epochs=1",
+            "--steps_per_epoch=2",
+            "--batch_size=32",
+            "--train_limit=64",
+            "--verbose=0",
+        ],
+        cwd=root,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     name = "cifar10-mini-small_cnn-introspective-seed0"
     assert (root / "saved_models" / name / "saved_model.pb").is_file(), os.listdir(root / "saved_models")
@@ -86,7 +103,10 @@ MARK = "----- next block -----"
 
 def run_python(root: pathlib.Path, codes: list[str]) -> list[str]:
     """Runs the blocks one after the other in one interpreter (each in a fresh namespace); their outputs."""
-    driver = "import sys\nfor code in sys.argv[1:]:\n    print(%r, flush=True)\n    exec(compile(code, 'block', 'exec'), {'__name__': '__main__'})\n" % MARK
+    driver = (
+        "import sys\nfor code in sys.argv[1:]:\n    print(%r, flush=True)\n"
+        "    exec(compile(code, 'block', 'exec'), {'__name__': '__main__'})\n" % MARK
+    )
     out = _run(root, [sys.executable, "-c", driver, *codes], "\n\n".join(codes))
     return out.split(MARK + "\n")[1:]
 
@@ -94,7 +114,9 @@ def run_python(root: pathlib.Path, codes: list[str]) -> list[str]:
 def test_readme_serving_commands_run_as_written(checkout):
     root, name = checkout
     # The folder the README uses is where the quick start's training commands export.
-    quick_start = re.findall(r"train\.py (--dataset=\S+) (--method=\S+)", section((REPO / "README.md").read_text(), "## Quick start"))
+    quick_start = re.findall(
+        r"train\.py (--dataset=\S+) (--method=\S+)", section((REPO / "README.md").read_text(), "## Quick start")
+    )
     assert quick_start
     for dataset, method in quick_start:
         config = experiment.ExperimentConfig(dataset=dataset.split("=", 1)[1], method=method.split("=", 1)[1])
@@ -120,5 +142,7 @@ def test_using_models_serving_commands_run_as_written(checkout):
     assert (root / "model.onnx").is_file() and len(printed) == len(python) == 2
     (client,) = [out for code, out in shell.items() if "introspective_tf.serving" in code]
     lines = client.strip().splitlines()
-    assert len(lines) == 4 and lines[0].startswith("../shared/data/cifar10-mini/test/cat/0100.jpg: ")  # 2 files + 2 array rows
+    assert len(lines) == 4 and lines[0].startswith(
+        "../shared/data/cifar10-mini/test/cat/0100.jpg: "
+    )  # 2 files + 2 array rows
     assert re.fullmatch(r"\[\d \d\]\n", printed[0]) and printed[0] == printed[1]  # TFSMLayer and onnxruntime agree

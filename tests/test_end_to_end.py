@@ -10,14 +10,21 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO
 
 
 def _train(tmp_path, dataset, *flags, check=True):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, str(REPO / "train.py"), f"--dataset={dataset}", "--model=small_cnn",
-               f"--output_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}", "--verbose=2", *flags]
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        f"--dataset={dataset}",
+        "--model=small_cnn",
+        f"--output_dir={tmp_path / 'run'}",
+        f"--export_dir={tmp_path / 'export'}",
+        "--verbose=2",
+        *flags,
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
@@ -26,12 +33,24 @@ def _train(tmp_path, dataset, *flags, check=True):
 
 @pytest.fixture(scope="module", params=["standard", "introspective"])
 def trained(request, tmp_path_factory):
-    if not (REPO.parent / "shared" / "data" / "cifar10-mini" / "train").is_dir() and "INTROSPECTIVE_DATA" not in os.environ:
+    if (
+        not (REPO.parent / "shared" / "data" / "cifar10-mini" / "train").is_dir()
+        and "INTROSPECTIVE_DATA" not in os.environ
+    ):
         pytest.skip("real data not found")
     from conftest import MINI
+
     tmp_path = tmp_path_factory.mktemp(request.param)
-    result = _train(tmp_path, f"folder:{MINI}", f"--method={request.param}", "--epochs=4", "--batch_size=50",
-                    "--learning_rate=0.05", "--similarity_temperature=0.5", "--temperature=2")
+    result = _train(
+        tmp_path,
+        f"folder:{MINI}",
+        f"--method={request.param}",
+        "--epochs=4",
+        "--batch_size=50",
+        "--learning_rate=0.05",
+        "--similarity_temperature=0.5",
+        "--temperature=2",
+    )
     (tmp_path / "stderr.txt").write_text(result.stderr)
     return request.param, tmp_path
 
@@ -48,8 +67,18 @@ def test_training_prints_no_start_up_noise_or_warnings_of_our_making(trained):
 def test_results_json_has_the_promised_fields(trained):
     method, tmp_path = trained
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    for key in ("dataset", "method", "model", "epochs", "eval_split", "eval_accuracy", "eval_loss",
-                "train_seconds", "seconds_per_step", "config"):
+    for key in (
+        "dataset",
+        "method",
+        "model",
+        "epochs",
+        "eval_split",
+        "eval_accuracy",
+        "eval_loss",
+        "train_seconds",
+        "seconds_per_step",
+        "config",
+    ):
         assert key in results, key
     assert results["method"] == method and results["eval_split"] == "test" and results["epochs"] == 4
     assert 0.0 <= results["eval_accuracy"] <= 1.0 and results["seconds_per_step"] > 0
@@ -80,24 +109,42 @@ def test_saved_model_cli_runs_the_export(trained):
     np.save(tmp_path / "images.npy", images)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     result = subprocess.run(
-        [cli, "run", "--dir", str(tmp_path / "export"), "--tag_set", "serve", "--signature_def", "serving_default",
-         "--inputs", f"images={tmp_path / 'images.npy'}"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        [
+            cli,
+            "run",
+            "--dir",
+            str(tmp_path / "export"),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"images={tmp_path / 'images.npy'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    printed = np.array([float(v) for v in re.findall(r"[-+]?\d*\.\d+(?:[eE][-+]?\d+)?", result.stdout.split("probabilities")[-1])])
+    printed = np.array(
+        [float(v) for v in re.findall(r"[-+]?\d*\.\d+(?:[eE][-+]?\d+)?", result.stdout.split("probabilities")[-1])]
+    )
     serving = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
     expected = serving(images=tf.constant(images))["probabilities"].numpy().ravel()
     np.testing.assert_allclose(printed[: expected.size], expected, rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("flag,message", [
-    ("--method=teacher_free", "unknown method"),
-    ("--model=vgg", "unknown model"),
-    ("--dataset=imagenet_v2", "unknown dataset"),
-    ("--alpha=1.5", "alpha must be in"),
-    ("--epochs=-1", "epochs must be > 0"),
-])
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--method=teacher_free", "unknown method"),
+        ("--model=vgg", "unknown model"),
+        ("--dataset=imagenet_v2", "unknown dataset"),
+        ("--alpha=1.5", "alpha must be in"),
+        ("--epochs=-1", "epochs must be > 0"),
+    ],
+)
 def test_bad_flags_give_one_line_and_no_traceback(tmp_path, mini_dataset, flag, message):
     result = _train(tmp_path, mini_dataset, "--epochs=1", flag, check=False)
     assert result.returncode != 0

@@ -18,12 +18,34 @@ def _edit(path, old, new):
 
 
 def _row(method, code_hash, **hparams):
-    config = {"dataset": "folder:elsewhere", "method": method, "model": "small_cnn", "epochs": 60, "batch_size": 128,
-              "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "steps_per_epoch": 0,
-              "seed": 3, "output_dir": "runs/x", "export_dir": "none", "data_dir": None, "eval_split": "validation",
-              "validation_split": 0.1, "train_limit": 5000, "jit_compile": False, "verbose": 2, "validation_freq": 20,
-              "hparams": hparams, "strategy": "default", "tpu": "", "sync_batchnorm": True,
-              "mixed_precision": "float32", "deterministic": False}
+    config = {
+        "dataset": "folder:elsewhere",
+        "method": method,
+        "model": "small_cnn",
+        "epochs": 60,
+        "batch_size": 128,
+        "learning_rate": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "steps_per_epoch": 0,
+        "seed": 3,
+        "output_dir": "runs/x",
+        "export_dir": "none",
+        "data_dir": None,
+        "eval_split": "validation",
+        "validation_split": 0.1,
+        "train_limit": 5000,
+        "jit_compile": False,
+        "verbose": 2,
+        "validation_freq": 20,
+        "hparams": hparams,
+        "strategy": "default",
+        "tpu": "",
+        "sync_batchnorm": True,
+        "mixed_precision": "float32",
+        "deterministic": False,
+    }
     return {"compare_run": method, "config": config, "provenance": {"code_hash": code_hash}}
 
 
@@ -37,7 +59,9 @@ def test_accepted_hashes_follow_same_as_back_through_refactors(tmp_path):
 
 
 def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
-    flags = equivalence.replay_flags(_row("introspective", "h", warmup_epochs=29.5, alpha=0.2)["config"], "/mini", "/out")
+    flags = equivalence.replay_flags(
+        _row("introspective", "h", warmup_epochs=29.5, alpha=0.2)["config"], "/mini", "/out"
+    )
     assert "--epochs=33" in flags and "--warmup_epochs=29.5" in flags and "--alpha=0.2" in flags
     assert "--steps_per_epoch=1" in flags and "--deterministic=true" in flags and "--dataset=folder:/mini" in flags
     assert not any(f.startswith(("--momentum", "--hparams", "--data_dir")) for f in flags)
@@ -48,26 +72,41 @@ def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path
     baseline = _copy_of_the_code(tmp_path / "baseline")
     candidate = _copy_of_the_code(tmp_path / "candidate")
     # Neutral for every method: a renamed local variable in the data pipeline (a new syntax tree).
-    _edit(candidate / "introspective_tf" / "data.py", "            fixed = image\n", "            fixed = same = image\n")
+    _edit(
+        candidate / "introspective_tf" / "data.py", "            fixed = image\n", "            fixed = same = image\n"
+    )
     # A behaviour change in one method.
-    _edit(candidate / "introspective_tf" / "methods" / "label_smoothing.py",
-          "target = (1.0 - smoothing) * target", "target = (1.0 - 0.5 * smoothing) * target")
+    _edit(
+        candidate / "introspective_tf" / "methods" / "label_smoothing.py",
+        "target = (1.0 - smoothing) * target",
+        "target = (1.0 - 0.5 * smoothing) * target",
+    )
     old = equivalence.code_hashes(str(baseline), ["standard", "label_smoothing"])
-    rows = [_row("standard", old["standard"]), _row("label_smoothing", old["label_smoothing"], smoothing=0.1),
-            _row("standard", "made-by-other-code")]
-    verdicts = {v.method: v for v in equivalence.check(str(baseline), str(candidate), rows, mini_dataset[len("folder:"):])}
+    rows = [
+        _row("standard", old["standard"]),
+        _row("label_smoothing", old["label_smoothing"], smoothing=0.1),
+        _row("standard", "made-by-other-code"),
+    ]
+    verdicts = {
+        v.method: v for v in equivalence.check(str(baseline), str(candidate), rows, mini_dataset[len("folder:") :])
+    }
     assert verdicts["standard"].differences == [] and len(verdicts["standard"].replayed) == 1
     assert verdicts["standard"].new != verdicts["standard"].old
     assert any("train_loss_history" in d for d in verdicts["label_smoothing"].differences)
     path = tmp_path / "equivalence.jsonl"
     assert equivalence.record(list(verdicts.values()), "abc", str(path)) == 1
-    assert equivalence.accepted_code_hashes(verdicts["standard"].new, str(path)) == {verdicts["standard"].new, old["standard"]}
+    assert equivalence.accepted_code_hashes(verdicts["standard"].new, str(path)) == {
+        verdicts["standard"].new,
+        old["standard"],
+    }
 
 
 def test_planned_runs_resolve_defaults_and_give_kd_its_teacher(tmp_path):
     config = tmp_path / "c.cfg"
-    config.write_text("common --model=small_cnn --epochs=5\nseeds 0 1\nteacher --model=resnet20 --method=standard\n"
-                      "ls --method=label_smoothing\nkd --method=kd\n")
+    config.write_text(
+        "common --model=small_cnn --epochs=5\nseeds 0 1\nteacher --model=resnet20 --method=standard\n"
+        "ls --method=label_smoothing\nkd --method=kd\n"
+    )
     planned = equivalence.planned_runs(str(config))
     assert [run["compare_run"] for run in planned] == ["teacher", "ls", "ls", "kd", "kd"]
     runs = {run["compare_run"]: run for run in planned}

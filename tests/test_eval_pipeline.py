@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-
 from conftest import MINI
+
 from introspective_tf import data
 
 BATCH = 32  # does not divide the split sizes: the last batch is short, and kept
@@ -21,8 +21,10 @@ BATCH = 32  # does not divide the split sizes: the last batch is short, and kept
 
 def _raw(split: str, last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The split's images decoded straight from their files (the last `last` of them), and their labels."""
-    filenames = [example["image/filename"].numpy().decode() for example in
-                 tfds.folder_dataset.ImageFolder(str(MINI)).as_dataset(split=split, shuffle_files=False)]
+    filenames = [
+        example["image/filename"].numpy().decode()
+        for example in tfds.folder_dataset.ImageFolder(str(MINI)).as_dataset(split=split, shuffle_files=False)
+    ]
     filenames = filenames[-last:] if last else filenames
     classes = sorted(os.listdir(MINI / "train"))
     images = np.stack([tf.io.decode_jpeg(tf.io.read_file(name), channels=3).numpy() for name in filenames])
@@ -48,7 +50,9 @@ def _mismatches(dataset: data.Data, images: np.ndarray, labels: np.ndarray) -> l
             problems.append(f"{attempt} pass: labels differ from the files' class folders")
         differ = np.flatnonzero(np.any(got_images != images.astype(np.float32), axis=(1, 2, 3)))
         if differ.size:
-            problems.append(f"{attempt} pass: {differ.size} of {len(labels)} images differ from their files, e.g. #{differ[0]}")
+            problems.append(
+                f"{attempt} pass: {differ.size} of {len(labels)} images differ from their files, e.g. #{differ[0]}"
+            )
     return problems
 
 

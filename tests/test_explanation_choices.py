@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_explanations import _cnn_with_nontrivial_batchnorm
 from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.utils.scores import CategoricalScore
 
 from introspective_tf import explanations, jvp_similarity, methods, models, soft_targets
 from introspective_tf.errors import ConfigError
-from test_explanations import _cnn_with_nontrivial_batchnorm
 
 NUM_CLASSES = 5
 
@@ -25,24 +25,38 @@ def _labels(n=3):
 def test_gradient_x_input_is_input_times_per_class_gradient(implementation):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images = _images()
-    compiled = tf.function(lambda x: explanations.all_class_explanations(
-        model, x, explanation="gradient_x_input", implementation=implementation))
+    compiled = tf.function(
+        lambda x: explanations.all_class_explanations(
+            model, x, explanation="gradient_x_input", implementation=implementation
+        )
+    )
     reference = images[:, None] * explanations.per_class_input_gradients_reference(model, images).numpy()
     np.testing.assert_allclose(compiled(images), reference, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("layer,through_head", [("last_conv_block", True), ("last_conv_block", False), ("relu1", False)])
+@pytest.mark.parametrize(
+    "layer,through_head", [("last_conv_block", True), ("last_conv_block", False), ("relu1", False)]
+)
 def test_gradcam_equals_tf_keras_vis(layer, through_head):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images = _images()
     head = explanations.head_above(model, layer) if through_head else None
     assert through_head == (head is not None)
-    ours = tf.function(lambda x: explanations.all_class_explanations(
-        model, x, explanation="gradcam", layer_and_logits=explanations.with_layer_output(model, layer), head=head))(images)
+    ours = tf.function(
+        lambda x: explanations.all_class_explanations(
+            model, x, explanation="gradcam", layer_and_logits=explanations.with_layer_output(model, layer), head=head
+        )
+    )(images)
     gradcam = Gradcam(model, clone=True)
     for c in range(NUM_CLASSES):
-        reference = gradcam(CategoricalScore([c] * len(images)), images, penultimate_layer=layer,
-                            seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False)
+        reference = gradcam(
+            CategoricalScore([c] * len(images)),
+            images,
+            penultimate_layer=layer,
+            seek_penultimate_conv_layer=False,
+            expand_cam=False,
+            normalize_cam=False,
+        )
         assert np.abs(reference).max() > 0  # a non-trivial map, so the comparison means something
         np.testing.assert_allclose(ours[:, c], reference, rtol=1e-4, atol=1e-6)
 
@@ -84,12 +98,16 @@ def test_similarities_equal_their_definitions(kind):
     explained = np.random.default_rng(1).normal(size=(4, NUM_CLASSES, 6, 6)).astype("float32") + 0.3
     labels = np.array([0, 4, 2, 2], "int32")
     reference = _reference_similarity(explained, labels, kind)
-    np.testing.assert_allclose(soft_targets.similarity_to_true_class(explained, labels, kind), reference, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        soft_targets.similarity_to_true_class(explained, labels, kind), reference, rtol=1e-4, atol=1e-5
+    )
     # The estimator's formula, fed the exact moments, gives the same numbers.
     flat = explained.reshape(4, NUM_CLASSES, -1).astype("float64")
     true = flat[np.arange(4), labels]
     moments = np.einsum("bcd,bd->bc", flat, true), (flat**2).sum(-1), flat.sum(-1)
-    from_moments = soft_targets.similarity_from_moments(*[tf.constant(m, tf.float32) for m in moments], labels, flat.shape[-1], kind)
+    from_moments = soft_targets.similarity_from_moments(
+        *[tf.constant(m, tf.float32) for m in moments], labels, flat.shape[-1], kind
+    )
     np.testing.assert_allclose(from_moments, reference, rtol=1e-3, atol=1e-4)
 
 
@@ -100,8 +118,12 @@ def test_jvp_estimate_converges_to_exact_similarity_as_probes_grow(explanation, 
     images, labels = _images(4), _labels(4)
     explained = explanations.all_class_explanations(model, images, explanation=explanation)
     exact = soft_targets.similarity_to_true_class(explained, labels, kind).numpy()
-    estimate = tf.function(lambda x, y, k: jvp_similarity.estimate_similarity(
-        model, x, y, explanation=explanation, similarity=kind, num_probes=k, seed=7), reduce_retracing=True)
+    estimate = tf.function(
+        lambda x, y, k: jvp_similarity.estimate_similarity(
+            model, x, y, explanation=explanation, similarity=kind, num_probes=k, seed=7
+        ),
+        reduce_retracing=True,
+    )
     errors = {k: np.abs(estimate(images, labels, k).numpy() - exact).mean() for k in (4, 64, 2048)}
     assert errors[2048] < errors[64] < errors[4], errors
     assert errors[2048] < 0.02, errors
@@ -113,13 +135,22 @@ def test_jvp_estimate_converges_to_exact_similarity_as_probes_grow(explanation, 
 def test_jvp_moments_exact_where_promised_and_norms_converge(explanation):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(4), _labels(4)
-    flat = explanations.all_class_explanations(model, images, explanation=explanation).numpy().reshape(4, NUM_CLASSES, -1)
+    flat = (
+        explanations.all_class_explanations(model, images, explanation=explanation).numpy().reshape(4, NUM_CLASSES, -1)
+    )
     true = flat[np.arange(4), labels]
-    moments = lambda k: [m.numpy() for m in jvp_similarity.estimate_moments(  # noqa: E731
-        model, images, labels, explanation=explanation, num_probes=k, with_sums=True, seed=5)]
+
+    def moments(k):
+        estimates = jvp_similarity.estimate_moments(
+            model, images, labels, explanation=explanation, num_probes=k, with_sums=True, seed=5
+        )
+        return [m.numpy() for m in estimates]
+
     dots, squared_norms, sums = moments(2)
     scale = np.abs(flat).max()
-    np.testing.assert_allclose(dots, np.einsum("bcd,bd->bc", flat, true), rtol=1e-4, atol=1e-5 * scale**2 * flat.shape[-1])
+    np.testing.assert_allclose(
+        dots, np.einsum("bcd,bd->bc", flat, true), rtol=1e-4, atol=1e-5 * scale**2 * flat.shape[-1]
+    )
     np.testing.assert_allclose(sums, flat.sum(-1), rtol=1e-4, atol=1e-5 * scale * flat.shape[-1])
     exact_norms = (flat**2).sum(-1)
     np.testing.assert_allclose(squared_norms[np.arange(4), labels], exact_norms[np.arange(4), labels], rtol=1e-5)
@@ -128,45 +159,66 @@ def test_jvp_moments_exact_where_promised_and_norms_converge(explanation):
     assert relative_error[2048] < 0.05, relative_error
 
 
-@pytest.mark.parametrize("hparams", [
-    dict(explanation="gradcam", similarity="pearson", explanation_mode="inference"),
-    dict(explanation="gradient_x_input", similarity="neg_l2", explanation_implementation="pfor"),
-])
+@pytest.mark.parametrize(
+    "hparams",
+    [
+        dict(explanation="gradcam", similarity="pearson", explanation_mode="inference"),
+        dict(explanation="gradient_x_input", similarity="neg_l2", explanation_implementation="pfor"),
+    ],
+)
 def test_introspective_targets_follow_the_chosen_explanation_and_similarity(hparams):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(4), _labels(4)
     trainer = methods.build("introspective", model, dict(similarity_temperature=0.5, **hparams))
     layer = explanations.with_layer_output(model, "last_conv_block")
-    explained = explanations.all_class_explanations(model, images, explanation=hparams["explanation"], layer_and_logits=layer)
+    explained = explanations.all_class_explanations(
+        model, images, explanation=hparams["explanation"], layer_and_logits=layer
+    )
     expected = soft_targets.softmax_target(
-        _reference_similarity(explained.numpy(), labels, hparams["similarity"]).astype("float32"), 0.5)
+        _reference_similarity(explained.numpy(), labels, hparams["similarity"]).astype("float32"), 0.5
+    )
     np.testing.assert_allclose(tf.function(trainer.targets)(images, labels), expected, rtol=1e-3, atol=1e-5)
 
 
 def test_jvp_training_step_runs_and_targets_approach_exact():
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(6), _labels(6)
-    exact = methods.build("introspective", model, dict(similarity_temperature=0.5, explanation="gradient")).targets(images, labels)
-    fast = methods.build("introspective", model, dict(similarity_temperature=0.5, explanation="gradient",
-                                                    explanation_estimator="jvp", num_probes=1024))
-    kl = tf.reduce_mean(soft_targets.kl_divergence_with_temperature(exact, tf.math.log(fast.targets(images, labels)), 1.0))
+    exact = methods.build("introspective", model, dict(similarity_temperature=0.5, explanation="gradient")).targets(
+        images, labels
+    )
+    fast = methods.build(
+        "introspective",
+        model,
+        dict(similarity_temperature=0.5, explanation="gradient", explanation_estimator="jvp", num_probes=1024),
+    )
+    kl = tf.reduce_mean(
+        soft_targets.kl_divergence_with_temperature(exact, tf.math.log(fast.targets(images, labels)), 1.0)
+    )
     assert kl < 0.01
     fast.compile(optimizer="sgd")
     before = [v.numpy() for v in model.trainable_variables]
     logs = fast.train_on_batch(images, labels, return_dict=True)
-    assert np.isfinite(logs["loss"]) and not all(np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
+    assert np.isfinite(logs["loss"]) and not all(
+        np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)
+    )
 
 
-@pytest.mark.parametrize("hparams,message", [
-    ({"explanation": "saliency"}, "explanation must be"),
-    ({"similarity": "dot"}, "similarity must be"),
-    ({"explanation_estimator": "magic"}, "explanation_estimator must be"),
-    ({"explanation_estimator": "jvp", "explanation": "gradcam"}, "add explanation=gradient"),
-    ({"explanation_estimator": "jvp"}, "not 'gradcam'"),  # the default explanation
-    ({"explanation_estimator": "jvp", "explanation": "gradient", "num_probes": 0}, "num_probes"),
-    ({"explanation_estimator": "jvp", "explanation": "gradient", "explanation_mode": "training"}, "needs explanation_mode=inference"),
-    ({"explanation": "gradcam", "explanation_layer": "nope"}, "no layer 'nope'"),
-])
+@pytest.mark.parametrize(
+    "hparams,message",
+    [
+        ({"explanation": "saliency"}, "explanation must be"),
+        ({"similarity": "dot"}, "similarity must be"),
+        ({"explanation_estimator": "magic"}, "explanation_estimator must be"),
+        ({"explanation_estimator": "jvp", "explanation": "gradcam"}, "add explanation=gradient"),
+        ({"explanation_estimator": "jvp"}, "not 'gradcam'"),  # the default explanation
+        ({"explanation_estimator": "jvp", "explanation": "gradient", "num_probes": 0}, "num_probes"),
+        (
+            {"explanation_estimator": "jvp", "explanation": "gradient", "explanation_mode": "training"},
+            "needs explanation_mode=inference",
+        ),
+        ({"explanation": "gradcam", "explanation_layer": "nope"}, "no layer 'nope'"),
+    ],
+)
 def test_bad_explanation_choices_are_config_errors(hparams, message):
     with pytest.raises(ConfigError, match=message):
         methods.build("introspective", models.small_cnn((8, 8, 3), 4), hparams)
@@ -178,9 +230,12 @@ def test_target_agreement_is_zero_kl_for_the_reference_itself_and_positive_other
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     batches = [(tf.constant(_images(4, seed)), tf.constant(_labels(4))) for seed in (0, 1)]
     exact = {"similarity_temperature": 0.5, "explanation": "gradient"}
-    same, other = agreement.compare_targets(model, batches, exact,
-                                            [{**exact, "explanation_implementation": "pfor"},
-                                             {"similarity_temperature": 0.5, "explanation": "gradcam"}])
+    same, other = agreement.compare_targets(
+        model,
+        batches,
+        exact,
+        [{**exact, "explanation_implementation": "pfor"}, {"similarity_temperature": 0.5, "explanation": "gradcam"}],
+    )
     assert abs(same["kl"]) < 1e-5 and same["top_wrong_agreement"] == 1.0
     assert other["kl"] > 1e-3
 
@@ -212,8 +267,11 @@ def test_shared_step_moves_batchnorm_once_like_standard_training():
     """One pass per step: BatchNorm statistics after a shared step equal a standard step's, not twice-updated."""
     images, labels = _images(6), _labels(6)
     moving = {}
-    for name, settings in [("standard", {}), ("introspective", dict(explanation="gradcam", explanation_mode="shared")),
-                           ("introspective", dict(explanation="gradcam", explanation_mode="training"))]:
+    for name, settings in [
+        ("standard", {}),
+        ("introspective", dict(explanation="gradcam", explanation_mode="shared")),
+        ("introspective", dict(explanation="gradcam", explanation_mode="training")),
+    ]:
         model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
         trainer = methods.build(name, model, settings)
         trainer.compile(optimizer="sgd")
@@ -237,9 +295,14 @@ def test_agreement_of_a_training_pass_variant_leaves_the_model_unchanged():
         np.testing.assert_array_equal(b, v.numpy())
 
 
-@pytest.mark.parametrize("settings,mode", [
-    ({}, "shared"), ({"explanation": "gradient"}, "inference"), ({"explanation": "gradient_x_input"}, "inference"),
-    ({"explanation": "gradcam", "explanation_mode": "inference"}, "inference"),
-])
+@pytest.mark.parametrize(
+    "settings,mode",
+    [
+        ({}, "shared"),
+        ({"explanation": "gradient"}, "inference"),
+        ({"explanation": "gradient_x_input"}, "inference"),
+        ({"explanation": "gradcam", "explanation_mode": "inference"}, "inference"),
+    ],
+)
 def test_auto_explanation_mode_shares_the_training_pass_only_for_gradcam(settings, mode):
     assert methods.build("introspective", models.small_cnn((8, 8, 3), 4), settings).explanation_mode == mode

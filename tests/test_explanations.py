@@ -32,12 +32,14 @@ def test_vectorised_equals_per_class_reference(implementation):
 
 def test_input_gradients_match_finite_differences():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((2, 2, 1), dtype="float64"),
-        keras.layers.Flatten(dtype="float64"),
-        keras.layers.Dense(6, activation="tanh", dtype="float64"),
-        keras.layers.Dense(3, dtype="float64"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((2, 2, 1), dtype="float64"),
+            keras.layers.Flatten(dtype="float64"),
+            keras.layers.Dense(6, activation="tanh", dtype="float64"),
+            keras.layers.Dense(3, dtype="float64"),
+        ]
+    )
     images = np.random.default_rng(0).normal(size=(2, 2, 2, 1))
     grads = explanations.all_class_input_gradients(model, tf.constant(images)).numpy()
     h = 1e-6

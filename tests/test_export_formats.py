@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import MINI
+
 from introspective_tf import data as data_lib
 from introspective_tf import export, methods, models
 
@@ -31,7 +31,9 @@ def exported(tmp_path_factory):
     method.fit(data.train, epochs=1, steps_per_epoch=3, shuffle=False, verbose=0)  # the data set shuffles
     path = export.export_classifier(backbone, str(tmp_path_factory.mktemp("formats") / "export"), data.class_names)
     images = next(iter(data.eval))[0].numpy()
-    served = tf.saved_model.load(path).signatures[export.SIGNATURE](images=tf.constant(images))[export.OUTPUT_NAME].numpy()
+    served = (
+        tf.saved_model.load(path).signatures[export.SIGNATURE](images=tf.constant(images))[export.OUTPUT_NAME].numpy()
+    )
     assert 0.05 < served.max(axis=1).min() and served.max(axis=1).max() < 0.999  # not saturated: differences show
     return path, images, served
 
@@ -60,9 +62,23 @@ def test_onnx_conversion_gives_the_served_probabilities(exported, tmp_path):
     path, images, served = exported
     onnx_path = tmp_path / "model.onnx"
     # The command docs/using_models.md gives.
-    result = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", path, "--signature_def",
-                             "serving_default", "--output", str(onnx_path)],
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tf2onnx.convert",
+            "--saved-model",
+            path,
+            "--signature_def",
+            "serving_default",
+            "--output",
+            str(onnx_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]

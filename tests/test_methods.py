@@ -37,17 +37,37 @@ def _expected_loss(name, backbone, images, labels, hparams):
     else:
         explained = explanations.per_class_input_gradients_reference(backbone, images)  # inference mode
     similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
-    q = soft_targets.soft_target(similarity, labels, hparams["soft_target"], hparams["similarity_temperature"], hparams["epsilon"])
+    q = soft_targets.soft_target(
+        similarity, labels, hparams["soft_target"], hparams["similarity_temperature"], hparams["epsilon"]
+    )
     return soft_targets.distillation_loss(labels, logits, q, hparams["alpha"], hparams["temperature"])
 
 
-@pytest.mark.parametrize("name,hparams", [
-    ("standard", {}),
-    ("introspective", dict(alpha=0.7, temperature=2.0, similarity_temperature=0.5, soft_target="softmax", epsilon=0.1)),
-    ("introspective", dict(alpha=0.5, temperature=1.0, similarity_temperature=0.2, soft_target="smoothing", epsilon=0.3)),
-    ("introspective", dict(alpha=0.7, temperature=2.0, similarity_temperature=0.5, soft_target="softmax", epsilon=0.1,
-                           explanation="gradient")),
-])
+@pytest.mark.parametrize(
+    "name,hparams",
+    [
+        ("standard", {}),
+        (
+            "introspective",
+            dict(alpha=0.7, temperature=2.0, similarity_temperature=0.5, soft_target="softmax", epsilon=0.1),
+        ),
+        (
+            "introspective",
+            dict(alpha=0.5, temperature=1.0, similarity_temperature=0.2, soft_target="smoothing", epsilon=0.3),
+        ),
+        (
+            "introspective",
+            dict(
+                alpha=0.7,
+                temperature=2.0,
+                similarity_temperature=0.5,
+                soft_target="softmax",
+                epsilon=0.1,
+                explanation="gradient",
+            ),
+        ),
+    ],
+)
 def test_one_sgd_step_moves_weights_by_the_loss_gradient(name, hparams):
     images, labels = _batch()
     keras.utils.set_random_seed(0)
@@ -85,10 +105,16 @@ def test_test_step_reports_backbone_cross_entropy_and_accuracy():
     assert np.isclose(result["accuracy"], np.mean(np.argmax(logits, -1) == labels))
 
 
-@pytest.mark.parametrize("hparams,message", [
-    ({"alpha": 1.5}, "alpha"), ({"temperature": 0.0}, "temperature"), ({"similarity_temperature": -1.0}, "similarity_temperature"),
-    ({"soft_target": "uniform"}, "soft_target"), ({"epsilon": 2.0}, "epsilon"),
-])
+@pytest.mark.parametrize(
+    "hparams,message",
+    [
+        ({"alpha": 1.5}, "alpha"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"similarity_temperature": -1.0}, "similarity_temperature"),
+        ({"soft_target": "uniform"}, "soft_target"),
+        ({"epsilon": 2.0}, "epsilon"),
+    ],
+)
 def test_bad_hyper_parameters_are_config_errors(hparams, message):
     with pytest.raises(ConfigError, match=message):
         methods.build("introspective", models.small_cnn((8, 8, 3), 4), hparams)

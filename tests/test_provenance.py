@@ -26,7 +26,9 @@ def test_training_code_is_the_package_without_tools_and_other_methods():
     files = provenance.training_code_files("kd.py")
     assert "introspective_tf/data.py" in files and "introspective_tf/methods/kd.py" in files
     assert "introspective_tf/methods/base.py" in files and "introspective_tf/teacher.py" in files
-    assert not any(name in f for f in files for name in ("compare.py", "summarize.py", "methods/dml.py", "methods/__init__.py"))
+    assert not any(
+        name in f for f in files for name in ("compare.py", "summarize.py", "methods/dml.py", "methods/__init__.py")
+    )
 
 
 def test_code_hash_ignores_comments_docstrings_and_method_defaults_but_not_code(package_copy):
@@ -36,7 +38,11 @@ def test_code_hash_ignores_comments_docstrings_and_method_defaults_but_not_code(
     _edit(package_copy / "methods" / "label_smoothing.py", "smoothing: float = 0.1", "smoothing: float = 0.2")
     _edit(package_copy / "methods" / "dml.py", "peers >= 2", "peers >= 3")  # another method
     assert provenance.code_hash("label_smoothing.py") == before
-    _edit(package_copy / "methods" / "label_smoothing.py", "(1.0 - smoothing) * target", "(1.0 - smoothing) * target * 1.0")
+    _edit(
+        package_copy / "methods" / "label_smoothing.py",
+        "(1.0 - smoothing) * target",
+        "(1.0 - smoothing) * target * 1.0",
+    )
     assert provenance.code_hash("label_smoothing.py") != before
 
 

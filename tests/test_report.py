@@ -9,18 +9,31 @@ def test_every_generated_table_matches_the_committed_run_data(monkeypatch):
 
 
 def _row(name, seed, accuracy, train=0.99, seconds=0.2):
-    return {"compare_run": name, "eval_accuracy": accuracy, "eval_loss": 1.0, "eval_ece": 0.05, "seconds_per_step": seconds,
-            "final_train_metrics": {"accuracy": train - 0.01}, "train_eval_accuracy": train, "config": {"seed": seed, "method": name},
-            "model": "resnet20", "provenance": {"code_hash": "this-code"}}
+    return {
+        "compare_run": name,
+        "eval_accuracy": accuracy,
+        "eval_loss": 1.0,
+        "eval_ece": 0.05,
+        "seconds_per_step": seconds,
+        "final_train_metrics": {"accuracy": train - 0.01},
+        "train_eval_accuracy": train,
+        "config": {"seed": seed, "method": name},
+        "model": "resnet20",
+        "provenance": {"code_hash": "this-code"},
+    }
 
 
 def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
     monkeypatch.setattr(compare, "current_code_hash", lambda method: "this-code")
-    runs, _ = compare.parse_config("standard --method=standard\nintrospective --method=introspective\n"
-                                   "label_smoothing --method=label_smoothing\n", "runs/x")
-    groups = [(runs[0], [_row("standard", s, a) for s, a in enumerate((0.80, 0.81, 0.79))]),
-              (runs[1], [_row("introspective", s, a) for s, a in enumerate((0.815, 0.825, 0.805))]),
-              (runs[2], [_row("label_smoothing", s, a) for s, a in enumerate((0.82, 0.82, 0.82))])]
+    runs, _ = compare.parse_config(
+        "standard --method=standard\nintrospective --method=introspective\nlabel_smoothing --method=label_smoothing\n",
+        "runs/x",
+    )
+    groups = [
+        (runs[0], [_row("standard", s, a) for s, a in enumerate((0.80, 0.81, 0.79))]),
+        (runs[1], [_row("introspective", s, a) for s, a in enumerate((0.815, 0.825, 0.805))]),
+        (runs[2], [_row("label_smoothing", s, a) for s, a in enumerate((0.82, 0.82, 0.82))]),
+    ]
     text = report.verdict(groups)
     assert "Introspective 81.50 % vs standard 80.00 %: +1.50 points (target: +1.00 or more) - met." in text
     assert "label_smoothing 82.00 %; introspective -0.50 points (target: 0 or more) - not met." in text

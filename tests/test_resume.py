@@ -12,16 +12,24 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO
+
 from introspective_tf import data as data_lib
 from introspective_tf import experiment, resume
 from introspective_tf.errors import ConfigError
 
 
 def _command(dataset, run_dir, *flags):
-    return [sys.executable, str(REPO / "train.py"), f"--dataset={dataset}", "--model=small_cnn",
-            f"--output_dir={run_dir}", "--export_dir=none", "--verbose=2", *flags]
+    return [
+        sys.executable,
+        str(REPO / "train.py"),
+        f"--dataset={dataset}",
+        "--model=small_cnn",
+        f"--output_dir={run_dir}",
+        "--export_dir=none",
+        "--verbose=2",
+        *flags,
+    ]
 
 
 def _env():
@@ -37,8 +45,15 @@ def _history_epochs(run_dir):
 @pytest.mark.parametrize("method", ["introspective", "pskd"])  # pskd: its per-example store is in the backup
 def test_sigkill_mid_training_then_same_command_resumes_and_finishes(tmp_path, mini_dataset, method):
     run_dir = tmp_path / "run"
-    command = _command(mini_dataset, run_dir, f"--method={method}", "--epochs=5", "--batch_size=20",
-                       "--steps_per_epoch=15", "--train_limit=300")
+    command = _command(
+        mini_dataset,
+        run_dir,
+        f"--method={method}",
+        "--epochs=5",
+        "--batch_size=20",
+        "--steps_per_epoch=15",
+        "--train_limit=300",
+    )
     state = run_dir / "backup" / "state.json"
     process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -79,8 +94,18 @@ def op_determinism():
 def test_deterministic_runs_with_the_same_seed_give_identical_results(tmp_path, mini_dataset, op_determinism):
     def run(name, seed):
         config = experiment.ExperimentConfig(
-            dataset=mini_dataset, method="introspective", model="small_cnn", epochs=2, batch_size=20, steps_per_epoch=3,
-            train_limit=100, seed=seed, deterministic=True, output_dir=str(tmp_path / name), export_dir="none", verbose=0,
+            dataset=mini_dataset,
+            method="introspective",
+            model="small_cnn",
+            epochs=2,
+            batch_size=20,
+            steps_per_epoch=3,
+            train_limit=100,
+            seed=seed,
+            deterministic=True,
+            output_dir=str(tmp_path / name),
+            export_dir="none",
+            verbose=0,
         )
         experiment.run(config)
         results = json.loads((tmp_path / name / "results.json").read_text())
@@ -108,8 +133,16 @@ def _nan_after(batches):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mini_dataset, monkeypatch):
     monkeypatch.setattr(data_lib, "load", _nan_after(batches=6))  # epochs 1-2 good, epoch 3 diverges
     config = experiment.ExperimentConfig(
-        dataset=mini_dataset, method="standard", model="small_cnn", epochs=4, batch_size=20, steps_per_epoch=3,
-        train_limit=100, output_dir=str(tmp_path / "run"), export_dir="none", verbose=0,
+        dataset=mini_dataset,
+        method="standard",
+        model="small_cnn",
+        epochs=4,
+        batch_size=20,
+        steps_per_epoch=3,
+        train_limit=100,
+        output_dir=str(tmp_path / "run"),
+        export_dir="none",
+        verbose=0,
     )
     with pytest.raises(ConfigError, match=r"training diverged .* the last good weights \(epoch 2\) are in"):
         experiment.run(config)

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import MINI, REPO
+
 from introspective_tf import export, models, serving
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -34,8 +34,14 @@ def _pixels(files):
 
 
 def _client(*args):
-    return subprocess.run([sys.executable, "-m", "introspective_tf.serving", *args], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "introspective_tf.serving", *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_client_prints_class_names_and_the_models_probabilities(exported):
@@ -55,11 +61,28 @@ def test_saved_model_cli_agrees_with_the_client(exported, tmp_path):
     path, _, _, files = exported
     np.save(tmp_path / "images.npy", _pixels(files))
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run([cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
-                             "--inputs", f"images={tmp_path / 'images.npy'}"],
-                            capture_output=True, text=True, timeout=120, env=ENV)
+    result = subprocess.run(
+        [
+            cli,
+            "run",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"images={tmp_path / 'images.npy'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    printed = [float(v) for v in re.findall(r"[-+]?\d*\.\d+(?:[eE][-+]?\d+)?", result.stdout.split("probabilities")[-1])]
+    printed = [
+        float(v) for v in re.findall(r"[-+]?\d*\.\d+(?:[eE][-+]?\d+)?", result.stdout.split("probabilities")[-1])
+    ]
     served = serving.Classifier(path).probabilities(_pixels(files))
     np.testing.assert_allclose(np.array(printed[: served.size]).reshape(served.shape), served, rtol=1e-3, atol=1e-6)
 
@@ -80,17 +103,31 @@ def test_client_resizes_only_when_asked(exported, tmp_path):
     assert classifier.read(str(tmp_path / "small.png"), resize=True).shape == (1, 32, 32, 3)
 
 
-@pytest.mark.parametrize("make_input,message", [
-    (lambda d: np.save(d / "x.npy", np.zeros((2, 28, 28, 1), "float32")), r"x.npy: shape \[28, 28, 1\] does not fit"),
-    (lambda d: np.save(d / "x.npy", np.array([["a", "b"]])), "x.npy: dtype <U1 is not pixel values"),
-    (lambda d: (d / "x.npy").write_text("not an image"), "x.npy: not a plain .npy array"),
-    (lambda d: (d / "x.jpg").write_text("not an image"), "x.jpg: not an image TensorFlow can decode"),
-    (lambda d: None, "no such file"),
-    (lambda d: np.save(d / "x.npy", np.where(np.eye(32)[None, :, :, None] > 0, np.nan, 100.0).astype("float32")
-                       * np.ones((2, 32, 32, 3), "float32")), "x.npy: 192 pixel values are not finite"),
-    (lambda d: np.save(d / "x.npy", np.pad(np.array([[[np.inf]]]), ((0, 31), (0, 31), (0, 2)))),
-     "x.npy: 1 pixel value is not finite"),
-])
+@pytest.mark.parametrize(
+    "make_input,message",
+    [
+        (
+            lambda d: np.save(d / "x.npy", np.zeros((2, 28, 28, 1), "float32")),
+            r"x.npy: shape \[28, 28, 1\] does not fit",
+        ),
+        (lambda d: np.save(d / "x.npy", np.array([["a", "b"]])), "x.npy: dtype <U1 is not pixel values"),
+        (lambda d: (d / "x.npy").write_text("not an image"), "x.npy: not a plain .npy array"),
+        (lambda d: (d / "x.jpg").write_text("not an image"), "x.jpg: not an image TensorFlow can decode"),
+        (lambda d: None, "no such file"),
+        (
+            lambda d: np.save(
+                d / "x.npy",
+                np.where(np.eye(32)[None, :, :, None] > 0, np.nan, 100.0).astype("float32")
+                * np.ones((2, 32, 32, 3), "float32"),
+            ),
+            "x.npy: 192 pixel values are not finite",
+        ),
+        (
+            lambda d: np.save(d / "x.npy", np.pad(np.array([[[np.inf]]]), ((0, 31), (0, 31), (0, 2)))),
+            "x.npy: 1 pixel value is not finite",
+        ),
+    ],
+)
 def test_client_refuses_inputs_that_do_not_fit(exported, tmp_path, make_input, message):
     path, *_ = exported
     make_input(tmp_path)
@@ -104,7 +141,9 @@ def test_client_command_line_gives_one_line_and_no_traceback(exported, tmp_path)
     np.save(tmp_path / "gray.npy", np.zeros((28, 28, 1), "uint8"))
     result = _client(f"--model_path={path}", files[0], str(tmp_path / "gray.npy"))
     assert result.returncode == 1
-    assert re.search(r"error: .*gray.npy: shape \[28, 28, 1\] does not fit the model's input \[32, 32, 3\]", result.stderr)
+    assert re.search(
+        r"error: .*gray.npy: shape \[28, 28, 1\] does not fit the model's input \[32, 32, 3\]", result.stderr
+    )
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stdout == ""  # every input is checked before any is classified
 
@@ -118,8 +157,10 @@ def test_client_command_line_refuses_non_finite_pixels(exported, tmp_path, bad):
     result = _client(f"--model_path={path}", str(tmp_path / "bad.npy"))
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {tmp_path / 'bad.npy'}: 1 pixel value is not finite (NaN or inf); "
-                      "the model takes float32 pixels in [0, 255]"], result.stderr[-2000:]
+    assert errors == [
+        f"error: {tmp_path / 'bad.npy'}: 1 pixel value is not finite (NaN or inf); "
+        "the model takes float32 pixels in [0, 255]"
+    ], result.stderr[-2000:]
     assert "Traceback" not in result.stderr + result.stdout and "Warning" not in result.stderr
     assert result.stdout == ""
 

@@ -12,10 +12,13 @@ from introspective_tf import soft_targets
 def test_cosine_similarity_to_true_class():
     # Three classes, 2-pixel explanations: E0 = (1, 0), E1 = (0, 1), E2 = (1, 1).
     explanations = tf.constant([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
-    assert np.allclose(soft_targets.cosine_similarity_to_true_class(explanations, tf.constant([0])),
-                       [[1.0, 0.0, 1 / math.sqrt(2)]])
-    assert np.allclose(soft_targets.cosine_similarity_to_true_class(explanations, tf.constant([2])),
-                       [[1 / math.sqrt(2), 1 / math.sqrt(2), 1.0]])
+    assert np.allclose(
+        soft_targets.cosine_similarity_to_true_class(explanations, tf.constant([0])), [[1.0, 0.0, 1 / math.sqrt(2)]]
+    )
+    assert np.allclose(
+        soft_targets.cosine_similarity_to_true_class(explanations, tf.constant([2])),
+        [[1 / math.sqrt(2), 1 / math.sqrt(2), 1.0]],
+    )
 
 
 def test_cosine_similarity_of_zero_explanation_is_zero_not_nan():

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import MINI, REPO
+
 from introspective_tf import methods, models
 from introspective_tf import target_content as tc
 from introspective_tf.errors import ConfigError
@@ -23,12 +23,14 @@ NAN = np.nan
 
 
 def test_non_gt_class_means_by_hand():
-    probabilities = np.array([
-        [0.5, 0.3, 0.2],    # y=0: others 0.3, 0.2 of 0.5 -> 0.6, 0.4
-        [0.8, 0.0, 0.2],    # y=0: -> 0.0, 1.0
-        [0.25, 0.5, 0.25],  # y=1: -> 0.5, 0.5
-        [0.0, 1.0, 0.0],    # y=1: no mass off the true class: no ranking, left out
-    ])
+    probabilities = np.array(
+        [
+            [0.5, 0.3, 0.2],  # y=0: others 0.3, 0.2 of 0.5 -> 0.6, 0.4
+            [0.8, 0.0, 0.2],  # y=0: -> 0.0, 1.0
+            [0.25, 0.5, 0.25],  # y=1: -> 0.5, 0.5
+            [0.0, 1.0, 0.0],  # y=1: no mass off the true class: no ranking, left out
+        ]
+    )
     labels = np.array([0, 0, 1, 1])
     means = tc.non_gt_class_means(probabilities, labels, 3)
     expected = np.array([[NAN, 0.3, 0.7], [0.5, NAN, 0.5], [NAN, NAN, NAN]])  # class 2 has no example
@@ -56,11 +58,13 @@ def test_confusion_non_gt_by_hand():
     labels = np.array([0, 0, 0, 1, 1, 2, 2])
     predictions = np.array([0, 1, 2, 1, 1, 0, 0])
     confusion = tc.confusion_non_gt(predictions, labels, 3)
-    expected = np.array([
-        [NAN, 0.5, 0.5],  # one mistake to each other class
-        [NAN, NAN, NAN],  # no mistake: no wrong-class distribution
-        [1.0, 0.0, NAN],  # both mistakes to class 0
-    ])
+    expected = np.array(
+        [
+            [NAN, 0.5, 0.5],  # one mistake to each other class
+            [NAN, NAN, NAN],  # no mistake: no wrong-class distribution
+            [1.0, 0.0, NAN],  # both mistakes to class 0
+        ]
+    )
     np.testing.assert_allclose(confusion, expected, equal_nan=True)
 
 
@@ -69,8 +73,11 @@ def test_confusion_is_the_class_mean_of_one_hot_predictions():
     labels, predictions = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
     one_hot = np.eye(5)[predictions]
     wrong = predictions != labels
-    np.testing.assert_allclose(tc.confusion_non_gt(predictions, labels, 5),
-                               tc.non_gt_class_means(one_hot[wrong], labels[wrong], 5), equal_nan=True)
+    np.testing.assert_allclose(
+        tc.confusion_non_gt(predictions, labels, 5),
+        tc.non_gt_class_means(one_hot[wrong], labels[wrong], 5),
+        equal_nan=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------- spearman
@@ -114,18 +121,22 @@ def test_spearman_agrees_with_scipy():
 
 
 def test_row_rank_correlations_ignore_the_diagonal():
-    m1 = np.array([
-        [NAN, 0.5, 0.3, 0.2],
-        [0.1, NAN, 0.3, 0.6],
-        [0.2, 0.3, NAN, 0.5],
-        [0.4, 0.4, 0.2, NAN],
-    ])
-    m2 = np.array([
-        [100.0, 0.2, 0.3, 0.5],  # reversed order: -1 (the diagonal would change the ranks if used)
-        [0.2, -5.0, 0.3, 0.5],   # same order: +1
-        [0.2, 0.3, 0.0, 0.5],    # same order: +1
-        [0.5, 0.3, 0.2, 9.0],    # m1 ties 0.4, 0.4: ranks 2.5, 2.5, 1 vs 3, 2, 1
-    ])
+    m1 = np.array(
+        [
+            [NAN, 0.5, 0.3, 0.2],
+            [0.1, NAN, 0.3, 0.6],
+            [0.2, 0.3, NAN, 0.5],
+            [0.4, 0.4, 0.2, NAN],
+        ]
+    )
+    m2 = np.array(
+        [
+            [100.0, 0.2, 0.3, 0.5],  # reversed order: -1 (the diagonal would change the ranks if used)
+            [0.2, -5.0, 0.3, 0.5],  # same order: +1
+            [0.2, 0.3, 0.0, 0.5],  # same order: +1
+            [0.5, 0.3, 0.2, 9.0],  # m1 ties 0.4, 0.4: ranks 2.5, 2.5, 1 vs 3, 2, 1
+        ]
+    )
     expected_last = tc.spearman([0.4, 0.4, 0.2], [0.5, 0.3, 0.2])
     assert expected_last == pytest.approx(1.5 / np.sqrt(1.5 * 2))  # Pearson of ranks (2.5, 2.5, 1) and (3, 2, 1)
     np.testing.assert_allclose(tc.row_rank_correlations(m1, m2), [-1.0, 1.0, 1.0, expected_last])
@@ -168,9 +179,19 @@ def test_analyse_with_a_teacher_equal_to_the_introspective_target():
     temperature = 4.0
     # A "teacher" whose softmax(z / T) is exactly q: its logits are T log q.
     teacher = lambda x: temperature * tf.math.log(tf.cast(reference, tf.float64))  # noqa: E731
-    result = tc.analyse(backbone, teacher, images, labels, hparams=hparams, teacher_temperature=temperature,
-                        batch_size=len(images), class_names=["a", "b", "c", "d"])
-    np.testing.assert_allclose(result["matrices"]["intro"], result["matrices"]["teacher"], rtol=1e-5, atol=1e-7, equal_nan=True)
+    result = tc.analyse(
+        backbone,
+        teacher,
+        images,
+        labels,
+        hparams=hparams,
+        teacher_temperature=temperature,
+        batch_size=len(images),
+        class_names=["a", "b", "c", "d"],
+    )
+    np.testing.assert_allclose(
+        result["matrices"]["intro"], result["matrices"]["teacher"], rtol=1e-5, atol=1e-7, equal_nan=True
+    )
     np.testing.assert_allclose(result["rank_correlation"]["intro_vs_teacher"], 1.0)
     assert result["mean_rank_correlation"]["intro_vs_teacher"] == pytest.approx(1.0)
     assert result["hparams"]["explanation_mode"] == "inference"
@@ -180,7 +201,9 @@ def test_analyse_with_a_teacher_equal_to_the_introspective_target():
     batched = tc.analyse(backbone, lambda x: backbone(x), images, labels, hparams=hparams, batch_size=10)
     unbatched = tc.analyse(backbone, lambda x: backbone(x), images, labels, hparams=hparams, batch_size=len(images))
     for name in ("intro", "teacher", "confusion"):
-        np.testing.assert_allclose(batched["matrices"][name], unbatched["matrices"][name], rtol=1e-5, atol=1e-7, equal_nan=True)
+        np.testing.assert_allclose(
+            batched["matrices"][name], unbatched["matrices"][name], rtol=1e-5, atol=1e-7, equal_nan=True
+        )
 
     table = tc.markdown_table(result)
     lines = table.strip().splitlines()
@@ -195,10 +218,15 @@ def test_analyse_with_a_teacher_equal_to_the_introspective_target():
 def test_markdown_table_by_hand():
     result = {
         "class_names": ["cat", "dog", "car"],
-        "matrices": {"intro": [[None, 0.7, 0.3], [0.9, None, 0.1], [None, None, None]],
-                     "teacher": [[None, 0.2, 0.8], [0.6, None, 0.4], [0.5, 0.5, None]]},
-        "rank_correlation": {"intro_vs_teacher": [-1.0, 1.0, None], "intro_vs_confusion": [0.5, None, None],
-                             "teacher_vs_confusion": [0.25, -0.5, None]},
+        "matrices": {
+            "intro": [[None, 0.7, 0.3], [0.9, None, 0.1], [None, None, None]],
+            "teacher": [[None, 0.2, 0.8], [0.6, None, 0.4], [0.5, 0.5, None]],
+        },
+        "rank_correlation": {
+            "intro_vs_teacher": [-1.0, 1.0, None],
+            "intro_vs_confusion": [0.5, None, None],
+            "teacher_vs_confusion": [0.25, -0.5, None],
+        },
         "mean_rank_correlation": {"intro_vs_teacher": 0.0, "intro_vs_confusion": 0.5, "teacher_vs_confusion": -0.125},
     }
     lines = tc.markdown_table(result).strip().splitlines()
@@ -215,21 +243,39 @@ def test_bad_inputs_are_config_errors(saved_models, mini_dataset, tmp_path):
     with pytest.raises(ConfigError, match="unknown dataset 'imagenet_v2'"):
         tc.run(str(saved_models["model"]), str(saved_models["teacher"]), "imagenet_v2", output=output)
     with pytest.raises(ConfigError, match="explanation must be one of"):
-        tc.run(str(saved_models["model"]), str(saved_models["teacher"]), mini_dataset, output=output, num_images=4,
-               hparams={"explanation": "lime"})
+        tc.run(
+            str(saved_models["model"]),
+            str(saved_models["teacher"]),
+            mini_dataset,
+            output=output,
+            num_images=4,
+            hparams={"explanation": "lime"},
+        )
     assert not os.path.exists(output)
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "introspective_tf.target_content", *args], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "introspective_tf.target_content", *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
     output, figure = tmp_path / "results" / "target_content.json", tmp_path / "results" / "target_content.png"
-    result = _cli(f"--model_path={saved_models['model']}", f"--teacher={saved_models['teacher']}",
-                  f"--dataset={mini_dataset}", "--num_images=40", "--batch_size=20",
-                  f"--output={output}", f"--figure={figure}")
+    result = _cli(
+        f"--model_path={saved_models['model']}",
+        f"--teacher={saved_models['teacher']}",
+        f"--dataset={mini_dataset}",
+        "--num_images=40",
+        "--batch_size=20",
+        f"--output={output}",
+        f"--figure={figure}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     content = json.loads(output.read_text())
     assert content["num_images"] == 40 and content["eval_split"] == "validation"
@@ -247,8 +293,12 @@ def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
 
 
 def test_cli_missing_model_is_one_error_line(tmp_path):
-    result = _cli(f"--model_path={tmp_path / 'missing.keras'}", f"--teacher={tmp_path / 'missing.keras'}",
-                  f"--output={tmp_path / 'out.json'}", "--figure=")
+    result = _cli(
+        f"--model_path={tmp_path / 'missing.keras'}",
+        f"--teacher={tmp_path / 'missing.keras'}",
+        f"--output={tmp_path / 'out.json'}",
+        "--figure=",
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -35,14 +35,18 @@ def test_virtual_teacher_by_hand():
 
 def test_tfkd_loss_by_hand():
     logits = np.array([[2.0, 0.5, -1.0, 0.0]], "float32")
-    method = tfkd.TeacherFreeKD(models.small_cnn((8, 8, 3), 4), alpha=0.3, temperature=5.0, correct_probability=0.9, multiplier=8.0)
+    method = tfkd.TeacherFreeKD(
+        models.small_cnn((8, 8, 3), 4), alpha=0.3, temperature=5.0, correct_probability=0.9, multiplier=8.0
+    )
     labels = tf.constant([1])
     q = method.targets(None, labels).numpy()[0]
     p = _softmax(logits[0])
     ce = -np.log(p[1])
     kl_mean_over_classes = np.sum(q * (np.log(q) - np.log(p))) / 4  # PyTorch KLDivLoss(): mean over B * C
     expected = 0.7 * ce + 0.3 * 8.0 * kl_mean_over_classes
-    np.testing.assert_allclose(method.loss_from_logits(labels, tf.constant(logits), q[None]).numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        method.loss_from_logits(labels, tf.constant(logits), q[None]).numpy(), expected, rtol=1e-5
+    )
 
 
 def test_progressive_target_by_hand():
@@ -101,7 +105,9 @@ def test_pskd_one_sgd_step_is_the_gradient_of_the_written_out_loss():
     logits_before = backbone(images, training=True)
     _sgd_step_matches(trainer, backbone, ((images, index), labels), loss)
     # The store now holds this step's predictions of these examples.
-    np.testing.assert_allclose(trainer.predictions.numpy()[index], tf.nn.softmax(logits_before).numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        trainer.predictions.numpy()[index], tf.nn.softmax(logits_before).numpy(), rtol=1e-4, atol=1e-6
+    )
 
 
 def _indexed_pipeline(images, labels, batch_size, seed):
@@ -140,7 +146,9 @@ def test_pskd_learns_each_example_from_its_own_prediction_of_the_previous_epoch(
             np.testing.assert_allclose(reported, expected_loss, rtol=1e-5)
             predicted.update(zip(index, tf.nn.softmax(logits).numpy()))
         orders.append(order)
-        np.testing.assert_allclose(trainer.predictions.numpy(), np.stack([predicted[i] for i in range(24)]), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            trainer.predictions.numpy(), np.stack([predicted[i] for i in range(24)]), rtol=1e-5, atol=1e-7
+        )
     assert sorted(orders[0]) == list(range(24)) and orders[0] != orders[1]  # every example once, reshuffled
 
 
@@ -166,12 +174,15 @@ def test_pskd_store_is_part_of_the_backup(tmp_path):
     np.testing.assert_array_equal(restored.predictions.numpy(), trained.predictions.numpy())
 
 
-@pytest.mark.parametrize("name,hparams,message", [
-    ("pskd", {"alpha": 1.2}, "alpha"),
-    ("tfkd_reg", {"temperature": 0.0}, "temperature"),
-    ("tfkd_reg", {"correct_probability": 0.0}, "correct_probability"),
-    ("tfkd_reg", {"multiplier": -1.0}, "multiplier"),
-])
+@pytest.mark.parametrize(
+    "name,hparams,message",
+    [
+        ("pskd", {"alpha": 1.2}, "alpha"),
+        ("tfkd_reg", {"temperature": 0.0}, "temperature"),
+        ("tfkd_reg", {"correct_probability": 0.0}, "correct_probability"),
+        ("tfkd_reg", {"multiplier": -1.0}, "multiplier"),
+    ],
+)
 def test_bad_hyper_parameters_are_config_errors(name, hparams, message):
     with pytest.raises(ConfigError, match=message):
         methods.build(name, models.small_cnn((8, 8, 3), 4), hparams)

@@ -10,8 +10,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import MINI, REPO
+
 from introspective_tf import ConfigError, export, methods, models, visualize
 
 
@@ -35,11 +35,26 @@ def model_and_batch():
 @pytest.mark.parametrize("soft_target,tau,explanation", [("softmax", 0.1, "gradcam"), ("smoothing", 0.5, "gradient")])
 def test_soft_target_bars_are_the_training_targets(model_and_batch, soft_target, tau, explanation):
     backbone, images, labels, _ = model_and_batch
-    method = methods.build("introspective", backbone, {"similarity_temperature": tau, "soft_target": soft_target,
-                                                       "explanation": explanation, "explanation_mode": "inference"})
+    method = methods.build(
+        "introspective",
+        backbone,
+        {
+            "similarity_temperature": tau,
+            "soft_target": soft_target,
+            "explanation": explanation,
+            "explanation_mode": "inference",
+        },
+    )
     expected = method.targets(tf.constant(images), tf.constant(labels)).numpy()
-    explained = visualize.explain(backbone, images, labels, similarity_temperature=tau, soft_target=soft_target,
-                                  competitors=2, explanation=explanation)
+    explained = visualize.explain(
+        backbone,
+        images,
+        labels,
+        similarity_temperature=tau,
+        soft_target=soft_target,
+        competitors=2,
+        explanation=explanation,
+    )
     np.testing.assert_allclose(explained.soft_target, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(explained.probabilities, tf.nn.softmax(backbone(images)).numpy(), rtol=1e-5, atol=1e-6)
 
@@ -57,7 +72,9 @@ def test_shown_classes_are_the_true_class_then_the_top_rivals(model_and_batch):
 @pytest.mark.parametrize("explainer", visualize.EXPLAINERS)
 def test_maps_are_normalised_and_class_specific(model_and_batch, explainer):
     backbone, images, labels, _ = model_and_batch
-    maps = visualize.explanation_maps(backbone, images, np.stack([labels, (labels + 1) % 10], 1), explainer, smooth_samples=3)
+    maps = visualize.explanation_maps(
+        backbone, images, np.stack([labels, (labels + 1) % 10], 1), explainer, smooth_samples=3
+    )
     assert maps.shape == (4, 2, 32, 32) and maps.min() >= 0.0 and maps.max() <= 1.0
     assert np.all(maps.reshape(8, -1).std(axis=1) > 0.01)  # not blank
     assert np.abs(maps[:, 0] - maps[:, 1]).mean() > 1e-3  # a different class gets a different map
@@ -87,8 +104,15 @@ def test_explain_py_draws_a_figure_from_an_export(model_and_batch, tmp_path):
     backbone, *_ = model_and_batch
     export.export_classifier(backbone, str(tmp_path / "export"))
     output = tmp_path / "explanations.png"
-    command = [sys.executable, str(REPO / "explain.py"), f"--model_path={tmp_path / 'export'}", f"--dataset=folder:{MINI}",
-               "--num_images=3", "--explainer=gradcam", f"--output={output}"]
+    command = [
+        sys.executable,
+        str(REPO / "explain.py"),
+        f"--model_path={tmp_path / 'export'}",
+        f"--dataset=folder:{MINI}",
+        "--num_images=3",
+        "--explainer=gradcam",
+        f"--output={output}",
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert matplotlib.image.imread(output).shape[0] > 3 * 150
@@ -97,8 +121,13 @@ def test_explain_py_draws_a_figure_from_an_export(model_and_batch, tmp_path):
 def test_explain_py_refuses_a_model_for_other_data_with_one_line(tmp_path):
     keras.utils.set_random_seed(0)
     models.build("small_cnn", (32, 32, 3), 7).save(tmp_path / "model.keras")
-    command = [sys.executable, str(REPO / "explain.py"), f"--model_path={tmp_path / 'model.keras'}",
-               f"--dataset=folder:{MINI}", f"--output={tmp_path / 'x.png'}"]
+    command = [
+        sys.executable,
+        str(REPO / "explain.py"),
+        f"--model_path={tmp_path / 'model.keras'}",
+        f"--dataset=folder:{MINI}",
+        f"--output={tmp_path / 'x.png'}",
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert "error: the model has 7 classes but" in result.stderr
@@ -113,8 +142,9 @@ def test_figure_is_readable_at_1_to_16_images(model_and_batch, rows):
     backbone, images, labels, class_names = model_and_batch
     explained = visualize.explain(backbone, images, labels, explainer="gradcam")
     repeat = -(-rows // len(labels))
-    explained = visualize.Explained(*[np.concatenate([getattr(explained, f.name)] * repeat)[:rows]
-                                      for f in dataclasses.fields(explained)])
+    explained = visualize.Explained(
+        *[np.concatenate([getattr(explained, f.name)] * repeat)[:rows] for f in dataclasses.fields(explained)]
+    )
     fig = visualize.figure(explained, class_names, explainer="gradcam")
     try:
         fig.canvas.draw()
@@ -132,11 +162,16 @@ def test_figure_is_readable_at_1_to_16_images(model_and_batch, rows):
             assert not caption_box.overlaps(axis.get_tightbbox(renderer)), axis.get_title()
             assert not title_box.overlaps(axis.get_tightbbox(renderer)), axis.get_title()
         for box in (title_box, caption_box):
-            assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 and figure_box.y0 <= box.y0 and box.y1 <= figure_box.y1
+            assert (
+                figure_box.x0 <= box.x0
+                and box.x1 <= figure_box.x1
+                and figure_box.y0 <= box.y0
+                and box.y1 <= figure_box.y1
+            )
         maps = [axis for axis in panels if axis.get_title().startswith(("true:", "rival"))]
         assert len(maps) == rows * 3
         for row in range(rows):  # one colour bar per row, and it is the scale of every map in the row
-            heats = [axis.images[-1] for axis in maps[3 * row: 3 * row + 3]]
+            heats = [axis.images[-1] for axis in maps[3 * row : 3 * row + 3]]
             (bar,) = [heat.colorbar for heat in heats if heat.colorbar is not None]
             assert bar.ax in fig.axes and (bar.norm.vmin, bar.norm.vmax) == (0, 1)
             assert all(heat.cmap.name == bar.cmap.name and (heat.norm.vmin, heat.norm.vmax) == (0, 1) for heat in heats)

@@ -6,7 +6,7 @@ import sys
 
 from conftest import REPO
 
-PROBES = '''
+PROBES = """
 import warnings
 
 
@@ -33,14 +33,34 @@ def test_third_party_deprecation():
 
 def test_third_party_user_warning():
     _warn_from("keras.src.probe", UserWarning)
-'''
+"""
 
 
 def test_package_warnings_fail_and_third_party_noise_does_not(tmp_path):
     (tmp_path / "test_probes.py").write_text(PROBES)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(REPO / "pytest.ini"),
-                             "--rootdir", str(tmp_path), str(tmp_path / "test_probes.py")],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    failed = sorted(line.split("::")[1].split(" ")[0] for line in result.stdout.splitlines() if line.startswith("FAILED"))
-    assert failed == ["test_package_deprecation", "test_package_runtime_warning", "test_package_user_warning"], result.stdout[-3000:]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(REPO / "pytest.ini"),
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path / "test_probes.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    failed = sorted(
+        line.split("::")[1].split(" ")[0] for line in result.stdout.splitlines() if line.startswith("FAILED")
+    )
+    assert failed == ["test_package_deprecation", "test_package_runtime_warning", "test_package_user_warning"], (
+        result.stdout[-3000:]
+    )
     assert "3 failed, 2 passed" in result.stdout

@@ -8,15 +8,14 @@ from typing import Any
 import keras
 
 from introspective_tf.errors import ConfigError
-
 from introspective_tf.methods.base import Method
-from introspective_tf.methods.introspective import Introspective
-from introspective_tf.methods.standard import Standard
-from introspective_tf.methods.label_smoothing import LabelSmoothing
 from introspective_tf.methods.confidence_penalty import ConfidencePenalty
-from introspective_tf.methods.kd import KnowledgeDistillation
 from introspective_tf.methods.dml import DeepMutualLearning
+from introspective_tf.methods.introspective import Introspective
+from introspective_tf.methods.kd import KnowledgeDistillation
+from introspective_tf.methods.label_smoothing import LabelSmoothing
 from introspective_tf.methods.pskd import ProgressiveSelfKD
+from introspective_tf.methods.standard import Standard
 from introspective_tf.methods.tfkd import TeacherFreeKD
 
 METHODS: dict[str, type[Method]] = {
@@ -48,5 +47,8 @@ def build(name: str, backbone: keras.Model, hparams: dict[str, Any] | None = Non
 def default_hparams(name: str) -> dict[str, Any]:
     """The hyper-parameters method `name` takes, with its constructor's defaults."""
     parameters = inspect.signature(METHODS[name].__init__).parameters
-    return {k: p.default for k, p in parameters.items()
-            if k not in ("self", "backbone") and p.kind is p.POSITIONAL_OR_KEYWORD}
+    return {
+        k: p.default
+        for k, p in parameters.items()
+        if k not in ("self", "backbone") and p.kind is p.POSITIONAL_OR_KEYWORD
+    }

@@ -23,8 +23,13 @@ def mutual_learning_losses(labels: tf.Tensor, peer_logits: list[tf.Tensor]) -> l
     losses = []
     for k, logits in enumerate(peer_logits):
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
-        mimicry = tf.add_n([soft_targets.kl_divergence_with_temperature(p, logits, 1.0)
-                            for j, p in enumerate(peer_probabilities) if j != k])
+        mimicry = tf.add_n(
+            [
+                soft_targets.kl_divergence_with_temperature(p, logits, 1.0)
+                for j, p in enumerate(peer_probabilities)
+                if j != k
+            ]
+        )
         losses.append(tf.reduce_mean(cross_entropy + mimicry / others))
     return losses
 

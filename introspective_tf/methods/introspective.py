@@ -3,7 +3,8 @@
 At every step the backbone explains its prediction for *every* class (by default Grad-CAM maps at its
 last convolutional block; or input gradients, computed in inference mode -- see `explanations.py`),
 the explanations' similarity to the true class's becomes a soft target, and the backbone learns from
-it as a student learns from a teacher in knowledge distillation -- without a teacher. Targets are constants: no second-order gradients.
+it as a student learns from a teacher in knowledge distillation -- without a teacher. Targets are
+constants: no second-order gradients.
 
 `explanation_mode` says which forward pass is explained: a separate one in inference or training
 mode, or `"shared"`: the training pass itself, so that explaining costs only the per-class backward
@@ -62,27 +63,50 @@ class Introspective(Method):
         _check(temperature > 0, f"temperature must be > 0, not {temperature}")
         _check(similarity_temperature > 0, f"similarity_temperature must be > 0, not {similarity_temperature}")
         _check(0.0 <= epsilon <= 1.0, f"epsilon must be in [0, 1], not {epsilon}")
-        _check(soft_target in soft_targets.SOFT_TARGETS, f"soft_target must be one of {soft_targets.SOFT_TARGETS}, not '{soft_target}'")
-        _check(explanation_mode in EXPLANATION_MODES, f"explanation_mode must be one of {EXPLANATION_MODES}, not '{explanation_mode}'")
-        _check(explanation_implementation in explanations.IMPLEMENTATIONS,
-               f"explanation_implementation must be one of {explanations.IMPLEMENTATIONS}, not '{explanation_implementation}'")
-        _check(explanation in explanations.EXPLANATIONS, f"explanation must be one of {explanations.EXPLANATIONS}, not '{explanation}'")
-        _check(similarity in soft_targets.SIMILARITIES, f"similarity must be one of {soft_targets.SIMILARITIES}, not '{similarity}'")
-        _check(explanation_estimator in ("exact", "jvp"), f"explanation_estimator must be exact or jvp, not '{explanation_estimator}'")
-        _check(explanation_estimator == "exact" or explanation in jvp_similarity.EXPLANATIONS,
-               f"explanation_estimator=jvp estimates {jvp_similarity.EXPLANATIONS} explanations, not '{explanation}' "
-               "(add explanation=gradient, or use explanation_estimator=exact)")
+        _check(
+            soft_target in soft_targets.SOFT_TARGETS,
+            f"soft_target must be one of {soft_targets.SOFT_TARGETS}, not '{soft_target}'",
+        )
+        _check(
+            explanation_mode in EXPLANATION_MODES,
+            f"explanation_mode must be one of {EXPLANATION_MODES}, not '{explanation_mode}'",
+        )
+        _check(
+            explanation_implementation in explanations.IMPLEMENTATIONS,
+            f"explanation_implementation must be one of {explanations.IMPLEMENTATIONS}, "
+            f"not '{explanation_implementation}'",
+        )
+        _check(
+            explanation in explanations.EXPLANATIONS,
+            f"explanation must be one of {explanations.EXPLANATIONS}, not '{explanation}'",
+        )
+        _check(
+            similarity in soft_targets.SIMILARITIES,
+            f"similarity must be one of {soft_targets.SIMILARITIES}, not '{similarity}'",
+        )
+        _check(
+            explanation_estimator in ("exact", "jvp"),
+            f"explanation_estimator must be exact or jvp, not '{explanation_estimator}'",
+        )
+        _check(
+            explanation_estimator == "exact" or explanation in jvp_similarity.EXPLANATIONS,
+            f"explanation_estimator=jvp estimates {jvp_similarity.EXPLANATIONS} explanations, not '{explanation}' "
+            "(add explanation=gradient, or use explanation_estimator=exact)",
+        )
         explanation_mode = resolve_explanation_mode(explanation_mode, explanation, explanation_estimator)
-        _check(explanation_estimator == "exact" or explanation_mode == "inference",
-               "explanation_estimator=jvp needs explanation_mode=inference, where examples are independent")
+        _check(
+            explanation_estimator == "exact" or explanation_mode == "inference",
+            "explanation_estimator=jvp needs explanation_mode=inference, where examples are independent",
+        )
         _check(num_probes >= 1, f"num_probes must be >= 1, not {num_probes}")
         _check(warmup_epochs >= 0, f"warmup_epochs must be >= 0, not {warmup_epochs}")
         _check(introspect_from_epoch >= 0, f"introspect_from_epoch must be >= 0, not {introspect_from_epoch}")
         self.warmup_epochs, self.introspect_from_epoch = warmup_epochs, introspect_from_epoch
         self.explanation, self.similarity = explanation, similarity
         self.explanation_estimator, self.num_probes = explanation_estimator, num_probes
-        self._layer_and_logits = (explanations.with_layer_output(backbone, explanation_layer)
-                                  if explanation == "gradcam" else None)
+        self._layer_and_logits = (
+            explanations.with_layer_output(backbone, explanation_layer) if explanation == "gradcam" else None
+        )
         self._explained_model = self._layer_and_logits or backbone  # what the shared pass runs
         # Grad-CAM differentiates only the small head above its layer (the same maps, cheaper).
         self._head = explanations.head_above(backbone, explanation_layer) if explanation == "gradcam" else None
@@ -103,13 +127,23 @@ class Introspective(Method):
         training = self.explanation_mode == "training"
         if self.explanation_estimator == "jvp":
             similarity = jvp_similarity.estimate_similarity(
-                self.backbone, images, labels, explanation=self.explanation, similarity=self.similarity,
-                num_probes=self.num_probes, seed=self._probe_seed, training=training,
+                self.backbone,
+                images,
+                labels,
+                explanation=self.explanation,
+                similarity=self.similarity,
+                num_probes=self.num_probes,
+                seed=self._probe_seed,
+                training=training,
             )
         else:
             explained = explanations.all_class_explanations(
-                self.backbone, images, explanation=self.explanation, training=training,
-                implementation=self.explanation_implementation, layer_and_logits=self._layer_and_logits,
+                self.backbone,
+                images,
+                explanation=self.explanation,
+                training=training,
+                implementation=self.explanation_implementation,
+                layer_and_logits=self._layer_and_logits,
                 head=self._head,
             )
             similarity = soft_targets.similarity_to_true_class(tf.cast(explained, tf.float32), labels, self.similarity)
@@ -132,8 +166,13 @@ class Introspective(Method):
             explanation_tape.watch(images)
             outputs = self._explained_model(images, training=True)
         explained = explanations.explanations_from_tape(
-            explanation_tape, images, outputs, explanation=self.explanation,
-            implementation=self.explanation_implementation, head=self._head)
+            explanation_tape,
+            images,
+            outputs,
+            explanation=self.explanation,
+            implementation=self.explanation_implementation,
+            head=self._head,
+        )
         del explanation_tape
         similarity = soft_targets.similarity_to_true_class(tf.cast(explained, tf.float32), labels, self.similarity)
         logits = outputs[1] if self.explanation == "gradcam" else outputs
@@ -141,7 +180,9 @@ class Introspective(Method):
 
     def _soft_target(self, similarity, labels):
         similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
-        target = soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
+        target = soft_targets.soft_target(
+            similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon
+        )
         self.target_true_mass.update_state(tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1))
         return target
 
@@ -150,8 +191,14 @@ class Introspective(Method):
         then ramped linearly from 0 to alpha over `warmup_epochs` (step by step)."""
         if not self.warmup_epochs and not self.introspect_from_epoch:
             return self.alpha
-        epochs_done = tf.cast(self.optimizer.iterations, tf.float32) / float(self.steps_per_epoch) - float(self.introspect_from_epoch)
-        ramp = tf.clip_by_value(epochs_done / self.warmup_epochs, 0.0, 1.0) if self.warmup_epochs else tf.cast(epochs_done >= 0, tf.float32)
+        epochs_done = tf.cast(self.optimizer.iterations, tf.float32) / float(self.steps_per_epoch) - float(
+            self.introspect_from_epoch
+        )
+        ramp = (
+            tf.clip_by_value(epochs_done / self.warmup_epochs, 0.0, 1.0)
+            if self.warmup_epochs
+            else tf.cast(epochs_done >= 0, tf.float32)
+        )
         return self.alpha * ramp
 
     def loss_from_logits(self, labels, logits, targets):

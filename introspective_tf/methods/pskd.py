@@ -37,8 +37,11 @@ class ProgressiveSelfKD(Method):
     def plan(self, num_train: int, steps_per_epoch: int, epochs: int) -> None:
         super().plan(num_train, steps_per_epoch, epochs)
         self.predictions = self.add_weight(
-            shape=(num_train, self.num_classes), initializer="zeros", trainable=False,
-            name="previous_epoch_predictions", aggregation="only_first_replica",
+            shape=(num_train, self.num_classes),
+            initializer="zeros",
+            trainable=False,
+            name="previous_epoch_predictions",
+            aggregation="only_first_replica",
         )
 
     def alpha_t(self) -> tf.Tensor:

@@ -28,8 +28,15 @@ def virtual_teacher(labels: tf.Tensor, num_classes: int, correct_probability: fl
 
 
 class TeacherFreeKD(Method):
-    def __init__(self, backbone, alpha: float = 0.1, temperature: float = 20.0, correct_probability: float = 0.99,
-                 multiplier: float = 100.0, **kwargs):
+    def __init__(
+        self,
+        backbone,
+        alpha: float = 0.1,
+        temperature: float = 20.0,
+        correct_probability: float = 0.99,
+        multiplier: float = 100.0,
+        **kwargs,
+    ):
         super().__init__(backbone, **kwargs)
         _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         _check(temperature > 0, f"temperature must be > 0, not {temperature}")
