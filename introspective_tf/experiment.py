@@ -240,9 +240,8 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     evaluation = method.evaluate(data.eval, verbose=0, return_dict=True)
     calibration_results = calibration.evaluate(backbone, data.eval, output_dir, title=config.name)  # NLL, ECE, PNG
     model_path = os.path.join(output_dir, "model.keras")
-    staging = os.path.join(output_dir, f".tmp-{os.getpid()}-model.keras")
-    backbone.save(staging)
-    os.replace(staging, model_path)
+    with resume.replaced_atomically(model_path) as staging:
+        backbone.save(staging)
     if export_dir:
         export_dir = export.export_classifier(backbone, export_dir, data.class_names)
 

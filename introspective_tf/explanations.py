@@ -153,18 +153,6 @@ def gradcam_from_tape(
     return tf.nn.relu(tf.einsum("bhwk,bck->bchw", tf.cast(features, tf.float32), weights))
 
 
-def all_class_gradcam(
-    layer_and_logits: keras.Model, images: tf.Tensor, *, training: bool = False, head: keras.Model | None = None
-) -> tf.Tensor:
-    """Grad-CAM maps of all classes, [batch, classes, h, w], from a `with_layer_output` model."""
-    images = _as_float(images)
-    with tf.GradientTape(persistent=True) as tape:
-        features, logits = layer_and_logits(images, training=training)
-    maps = gradcam_from_tape(tape, logits, features, head)
-    del tape
-    return maps
-
-
 def explanations_from_tape(
     tape: tf.GradientTape,
     images: tf.Tensor,
@@ -219,19 +207,3 @@ def all_class_explanations(
     )
     del tape
     return explained
-
-
-def per_class_input_gradients_reference(model: keras.Model, images: tf.Tensor, *, training: bool = False) -> tf.Tensor:
-    """The plain definition, for tests: a fresh forward pass and tape per class and per example."""
-    images = _as_float(images)
-    rows = []
-    for i in range(images.shape[0]):
-        example = images[i : i + 1]
-        per_class = []
-        for c in range(model.output_shape[-1]):
-            with tf.GradientTape() as tape:
-                tape.watch(example)
-                logit = model(example, training=training)[0, c]
-            per_class.append(tape.gradient(logit, example)[0])
-        rows.append(tf.stack(per_class))
-    return tf.stack(rows)

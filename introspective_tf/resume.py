@@ -13,10 +13,12 @@ so `history.csv` lists every epoch exactly once however often the run was interr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -29,20 +31,32 @@ def all_finite(model: keras.Model, logs: dict | None = None) -> bool:
     return all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
+@contextlib.contextmanager
+def replaced_atomically(path: str) -> Iterator[str]:
+    """Yields a temporary path beside `path` (same name ending, so Keras accepts it); once the block has
+    written it, moves it onto `path` in one step. An interruption leaves the old file or the new one,
+    never half of one; a failing block leaves `path` untouched and no temporary file behind."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def save_weights_atomically(model: keras.Model, path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    model.save_weights(tmp, overwrite=True)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        model.save_weights(tmp, overwrite=True)
 
 
 def write_text_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class LastGoodCheckpoint(keras.callbacks.Callback):

@@ -35,7 +35,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from introspective_tf import data as data_lib
-from introspective_tf import methods, model_checks, provenance, resume, visualize
+from introspective_tf import methods, provenance, resume, visualize
 from introspective_tf import teacher as teacher_lib
 from introspective_tf.errors import ConfigError
 
@@ -366,12 +366,9 @@ def plot(result: dict, path: str) -> str:
     ax.tick_params(axis="y", labelsize=7)
     fig.suptitle(f"Wrong-class structure of the soft targets on {result['num_images']} images", fontsize=11)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fig.savefig(tmp, format="png", dpi=110)
+    with resume.replaced_atomically(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -436,7 +433,9 @@ def run(
         eval_split=eval_split,
         validation_split=validation_split,
     )
-    model_checks.check_compatible(model, data.image_shape, data.num_classes, what="model")
+    teacher_lib.check_fits(
+        f"model '{model_path}'", model.input_shape[1:], model.output_shape[-1], data.image_shape, data.num_classes
+    )
     teacher = teacher_lib.load(teacher_path, data.image_shape, data.num_classes)
     result = analyse(
         model,

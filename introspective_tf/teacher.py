@@ -75,10 +75,14 @@ def load(path: str, input_shape: tuple, num_classes: int) -> Teacher:
         teacher = _from_saved_model(path)
     else:
         raise ConfigError(f"teacher '{path}' is neither a .keras file nor a SavedModel folder")
-    if teacher.num_classes != num_classes:
-        raise ConfigError(f"teacher '{path}' has {teacher.num_classes} classes, the data has {num_classes}")
-    if list(teacher.input_shape) != list(input_shape):
-        raise ConfigError(
-            f"teacher '{path}' takes images of shape {tuple(teacher.input_shape)}, the data has {tuple(input_shape)}"
-        )
+    check_fits(f"teacher '{path}'", teacher.input_shape, teacher.num_classes, input_shape, num_classes)
     return teacher
+
+
+def check_fits(what: str, model_input_shape, model_classes: int, image_shape, num_classes: int) -> None:
+    """A trained model brought into a run (a teacher, a model to analyse) must fit the data: one line
+    that says which mismatch, instead of a shape error deep inside the first traced step."""
+    if int(model_classes) != int(num_classes):
+        raise ConfigError(f"{what} has {model_classes} classes, the data has {num_classes}")
+    if list(model_input_shape) != list(image_shape):
+        raise ConfigError(f"{what} takes images of shape {tuple(model_input_shape)}, the data has {tuple(image_shape)}")

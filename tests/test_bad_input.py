@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import MINI
 
 from introspective_tf import data as data_lib
-from introspective_tf import distribute, experiment, model_checks, models
+from introspective_tf import distribute, experiment, models, teacher
 from introspective_tf.errors import ConfigError
 
 
@@ -150,21 +150,21 @@ def test_output_dir_not_writable(previous_run, tmp_path, mini_dataset):
 @pytest.mark.parametrize(
     "shape,classes,message",
     [
-        ((32, 32, 3), 100, r"the teacher predicts 100 classes, but the data has 10"),
-        ((28, 28, 1), 10, r"the teacher takes images of shape \(28, 28, 1\), but the data has \(32, 32, 3\)"),
+        ((32, 32, 3), 100, r"teacher '.*teacher.keras' has 100 classes, the data has 10"),
+        ((28, 28, 1), 10, r"teacher '.*teacher.keras' takes images of shape \(28, 28, 1\), the data has \(32, 32, 3\)"),
     ],
 )
 def test_teacher_that_does_not_fit_the_data(tmp_path, shape, classes, message):
     path = tmp_path / "teacher.keras"
     models.small_cnn(shape, classes).save(path)
     with pytest.raises(ConfigError, match=message):
-        model_checks.load_compatible(str(path), (32, 32, 3), 10)
-    assert model_checks.load_compatible(str(path), shape, classes).output_shape[-1] == classes
+        teacher.load(str(path), (32, 32, 3), 10)
+    assert teacher.load(str(path), shape, classes).num_classes == classes
 
 
 def test_teacher_file_missing_or_not_a_model(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
-        model_checks.load_compatible(str(tmp_path / "none.keras"), (32, 32, 3), 10)
+    with pytest.raises(ConfigError, match="neither a .keras file nor a SavedModel folder"):
+        teacher.load(str(tmp_path / "none.keras"), (32, 32, 3), 10)
     (tmp_path / "junk.keras").write_text("junk")
-    with pytest.raises(ConfigError, match="cannot load the teacher model"):
-        model_checks.load_compatible(str(tmp_path / "junk.keras"), (32, 32, 3), 10)
+    with pytest.raises(ConfigError, match="cannot load teacher '.*junk.keras' as a .keras model"):
+        teacher.load(str(tmp_path / "junk.keras"), (32, 32, 3), 10)

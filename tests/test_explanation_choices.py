@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import references
 import tensorflow as tf
 from test_explanations import _cnn_with_nontrivial_batchnorm
 from tf_keras_vis.gradcam import Gradcam
@@ -30,7 +31,7 @@ def test_gradient_x_input_is_input_times_per_class_gradient(implementation):
             model, x, explanation="gradient_x_input", implementation=implementation
         )
     )
-    reference = images[:, None] * explanations.per_class_input_gradients_reference(model, images).numpy()
+    reference = images[:, None] * references.per_class_input_gradients_reference(model, images).numpy()
     np.testing.assert_allclose(compiled(images), reference, rtol=1e-4, atol=1e-5)
 
 

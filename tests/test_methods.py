@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import references
 import tensorflow as tf
 
 from introspective_tf import explanations, methods, models, soft_targets
@@ -35,7 +36,7 @@ def _expected_loss(name, backbone, images, labels, hparams):
     if hparams.get("explanation", "gradcam") == "gradcam":
         explained = _gradcam_of_the_training_pass(backbone, images)  # the default: explanation_mode=auto -> shared
     else:
-        explained = explanations.per_class_input_gradients_reference(backbone, images)  # inference mode
+        explained = references.per_class_input_gradients_reference(backbone, images)  # inference mode
     similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
     q = soft_targets.soft_target(
         similarity, labels, hparams["soft_target"], hparams["similarity_temperature"], hparams["epsilon"]
