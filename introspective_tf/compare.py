@@ -324,13 +324,6 @@ def _modified(path: str) -> str:
     return stamp.isoformat(timespec="seconds")
 
 
-def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    mean = statistics.mean(values) * scale
-    if len(values) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
-
-
 def _flags_text(run: RunSpec) -> str:
     return " ".join(f"--{k}={v}" for k, v in run.flags.items() if k != "method") or "-"
 
@@ -396,11 +389,11 @@ def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
                 run.config.model,
                 f"`{_flags_text(run)}`",
                 ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in results),
-                _mean_std([r["eval_accuracy"] for r in results], 100),
-                _mean_std(fit, 100) if fit else "-",
-                _mean_std(train, 100) if train else "-",
-                _mean_std([r["eval_loss"] for r in results], 1, 3),
-                _mean_std(eces, 100) if eces else "-",
+                records.mean_std([r["eval_accuracy"] for r in results], 100),
+                records.mean_std(fit, 100) if fit else "-",
+                records.mean_std(train, 100) if train else "-",
+                records.mean_std([r["eval_loss"] for r in results], 1, 3),
+                records.mean_std(eces, 100) if eces else "-",
                 f"{statistics.median(steps):.3f}" if steps else "-",
                 f"{statistics.median(steps) / statistics.median(standard):.2f}" if steps and standard else "-",
             ]

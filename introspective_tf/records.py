@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from typing import Any
 
 from introspective_tf import resume
@@ -63,3 +64,11 @@ def add(path: str, row: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in [*kept, row])
     resume.write_text_atomically(path, text)
+
+
+def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    """ "mean ± sample std" of `values` times `scale` (the mean alone for one value): every table's cell."""
+    mean = statistics.mean(values) * scale
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"

@@ -59,10 +59,10 @@ def comparison_table(groups) -> str:
                 [
                     run.name,
                     f"{len(rows)}" + (f" ({older}†)" if older else ""),
-                    compare._mean_std([_accuracy(r) / 100 for r in rows], 100),
-                    compare._mean_std([t / 100 for t in train], 100) if train else "-",
-                    compare._mean_std([r["eval_loss"] for r in rows], 1, 3),
-                    compare._mean_std([e / 100 for e in eces], 100) if eces else "-",
+                    records.mean_std([_accuracy(r) / 100 for r in rows], 100),
+                    records.mean_std([t / 100 for t in train], 100) if train else "-",
+                    records.mean_std([r["eval_loss"] for r in rows], 1, 3),
+                    records.mean_std([e / 100 for e in eces], 100) if eces else "-",
                 ]
             )
             + " |"

@@ -14,7 +14,7 @@ import statistics
 import sys
 from typing import Any
 
-from introspective_tf import methods
+from introspective_tf import methods, records
 
 # Columns shown for the method's hyper-parameters, when the runs differ in them.
 HPARAM_COLUMNS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon")
@@ -49,13 +49,6 @@ def _key(result: dict, columns: tuple[str, ...]) -> tuple:
     return (result["method"], result["model"], *(hparams.get(c, "") for c in columns))
 
 
-def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    mean = statistics.mean(values) * scale
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
-
-
 def markdown_table(results: list[dict[str, Any]]) -> str:
     columns = tuple(
         c for c in HPARAM_COLUMNS if len({str(_hparams(r).get(c)) for r in results if r["method"] != "standard"}) > 1
@@ -85,10 +78,12 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
                 [
                     *map(str, key),
                     str(len(group)),
-                    _mean_std([r["eval_accuracy"] for r in group], 100),
-                    _mean_std([r["eval_loss"] for r in group], 1, 3),
-                    _mean_std([r["eval_ece"] for r in group], 100) if all("eval_ece" in r for r in group) else "-",
-                    _mean_std(mass, 1, 2) if mass else "-",
+                    records.mean_std([r["eval_accuracy"] for r in group], 100),
+                    records.mean_std([r["eval_loss"] for r in group], 1, 3),
+                    records.mean_std([r["eval_ece"] for r in group], 100)
+                    if all("eval_ece" in r for r in group)
+                    else "-",
+                    records.mean_std(mass, 1, 2) if mass else "-",
                     f"{statistics.median(steps):.3f}" if steps else "-",
                 ]
             )
