@@ -12,6 +12,7 @@ the run-name rule and holds a copy of the same export.
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -146,3 +147,40 @@ def test_using_models_serving_commands_run_as_written(checkout):
         "../shared/data/cifar10-mini/test/cat/0100.jpg: "
     )  # 2 files + 2 array rows
     assert re.fullmatch(r"\[\d \d\]\n", printed[0]) and printed[0] == printed[1]  # TFSMLayer and onnxruntime agree
+
+
+def documented_python_commands() -> list[tuple[str, list[str]]]:
+    """(file, argv after the interpreter) of every `python train.py`, `python explain.py` and
+    `python -m introspective_tf.*` command in the fenced bash blocks of README.md and docs/."""
+    found = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for block in blocks(path.read_text(), "bash"):
+            for line in block.replace("\\\n", " ").splitlines():
+                for command in line.split("&&"):
+                    words = shlex.split(command, comments=True)
+                    while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value prefixes
+                        words = words[1:]
+                    if not words or not words[0].endswith(("python", "python3")) or len(words) < 2:
+                        continue
+                    script = words[1:]
+                    if script[0] in ("train.py", "explain.py") or (
+                        script[0] == "-m" and script[1].startswith("introspective_tf.")
+                    ):
+                        if (path.name, script) not in found:
+                            found.append((path.name, script))
+    return found
+
+
+def test_every_documented_command_has_valid_flags():
+    """Each documented command, as written, parses: flag names, types and required flags (absl's
+    --only_check_args stops before anything runs, so long trainings and multi-worker setups are checked too)."""
+    commands = documented_python_commands()
+    assert len(commands) >= 10 and {c[1][0] for c in commands} >= {"train.py", "explain.py", "-m"}
+    failures = []
+    for name, argv in commands:
+        result = subprocess.run(
+            [sys.executable, *argv, "--only_check_args"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            failures.append(f"{name}: {' '.join(argv)}\n{result.stderr.strip().splitlines()[-1:]}")
+    assert not failures, "\n".join(failures)
