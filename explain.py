@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 
 from introspective_tf import data as data_lib
-from introspective_tf import visualize
+from introspective_tf import methods, visualize
 from introspective_tf.errors import ConfigError
 from introspective_tf.explanations import EXPLANATIONS
 from introspective_tf.soft_targets import SOFT_TARGETS
@@ -31,14 +31,16 @@ flags.DEFINE_string("output", "explanations.png", "PNG to write.")
 flags.DEFINE_enum("explainer", "saliency", list(visualize.EXPLAINERS), "tf-keras-vis method for the maps.")
 flags.DEFINE_integer("competitors", 2, "Other classes shown beside the true class: the model's top-ranked ones.")
 flags.DEFINE_integer("smooth_samples", 20, "Noisy copies per image for --explainer=smoothgrad.")
+# The soft target q as introspective training makes it, with the method's defaults.
+_TARGET = methods.resolve("introspective")
 flags.DEFINE_enum(
-    "explanation", "gradcam", list(EXPLANATIONS), "Self-explanation the soft target q is made of, as in training."
+    "explanation", _TARGET["explanation"], list(EXPLANATIONS), "Self-explanation q is made of, as in training."
 )
 flags.DEFINE_float(
-    "similarity_temperature", 0.05, "tau of the soft target q = softmax(similarity / tau), as in training."
+    "similarity_temperature", _TARGET["similarity_temperature"], "tau of q = softmax(similarity / tau), as in training."
 )
-flags.DEFINE_enum("soft_target", "softmax", list(SOFT_TARGETS), "Soft-target kind, as in training.")
-flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
+flags.DEFINE_enum("soft_target", _TARGET["soft_target"], list(SOFT_TARGETS), "Soft-target kind, as in training.")
+flags.DEFINE_float("epsilon", _TARGET["epsilon"], "Mass off the true class for --soft_target=smoothing.")
 
 FLAGS = flags.FLAGS
 

@@ -19,10 +19,6 @@ from introspective_tf import experiment, methods, models
 from introspective_tf.distribute import STRATEGIES
 from introspective_tf.errors import ConfigError
 from introspective_tf.experiment import PRECISIONS
-from introspective_tf.explanations import EXPLANATIONS, IMPLEMENTATIONS
-from introspective_tf.methods.introspective import EXPLANATION_MODES
-from introspective_tf.methods.kd import KD_TARGETS
-from introspective_tf.soft_targets import SIMILARITIES, SOFT_TARGETS
 
 _DEFAULTS = experiment.ExperimentConfig()
 
@@ -62,34 +58,6 @@ flags.DEFINE_integer(
     "Evaluate on the eval split every this many epochs (always after the last).",
 )
 
-# Introspective learning (see introspective_tf/methods/introspective.py and docs/sweep.md).
-# --alpha and --temperature are shared with kd; unset, each method uses its own default
-# (introspective: 0.2 and 1.0 from the sweep in docs/sweep.md; kd: 0.5 and 4.0 as in Hinton et al.).
-flags.DEFINE_float(
-    "alpha", None, "Weight of the soft-target term; 1 - alpha goes to the hard label. Default: the method's."
-)
-flags.DEFINE_float(
-    "temperature", None, "Student temperature T in KL(q || softmax(z / T)), scaled by T^2. Default: the method's."
-)
-flags.DEFINE_float("similarity_temperature", 0.05, "tau in q = softmax(similarity / tau).")
-flags.DEFINE_enum(
-    "soft_target",
-    "softmax",
-    list(SOFT_TARGETS),
-    "softmax: q = softmax(s / tau); smoothing: 1 - eps on y, eps spread by softmax(s / tau).",
-)
-flags.DEFINE_float("epsilon", 0.1, "Mass off the true class for --soft_target=smoothing.")
-flags.DEFINE_enum(
-    "explanation_mode",
-    "auto",
-    list(EXPLANATION_MODES),
-    "Which pass is explained: a separate inference- or training-mode pass, or the training pass itself "
-    "(shared); auto: shared for gradcam, else inference.",
-)
-flags.DEFINE_enum(
-    "explanation_implementation", "loop", list(IMPLEMENTATIONS), "How all-class input gradients are computed."
-)
-
 # Scale and reliability (docs/distribution.md).
 flags.DEFINE_enum(
     "strategy",
@@ -115,75 +83,14 @@ flags.DEFINE_bool(
     "Deterministic ops (tf.config.experimental.enable_op_determinism): same seed, same results.",
 )
 
-# Explanation choices and the fast path (docs/fast_introspection.md).
-flags.DEFINE_enum(
-    "explanation",
-    "gradcam",
-    list(EXPLANATIONS),
-    "Self-explanation: Grad-CAM at --explanation_layer (default: cost ~1x), input gradient, or gradient x input "
-    "(exact: C backward passes).",
-)
-flags.DEFINE_string("explanation_layer", "last_conv_block", "Layer whose output Grad-CAM explains with.")
-flags.DEFINE_enum(
-    "similarity", "cosine", list(SIMILARITIES), "How a class's explanation is compared with the true class's."
-)
-flags.DEFINE_enum(
-    "explanation_estimator",
-    "exact",
-    ["exact", "jvp"],
-    "exact: one backward pass per class; jvp: forward-mode estimate whose cost does not grow with the class count.",
-)
-flags.DEFINE_integer("num_probes", 4, "Random probes per example for --explanation_estimator=jvp's norm estimates.")
-
 FLAGS = flags.FLAGS
 
-# Flags that are the method's hyper-parameters; each method takes those its constructor names.
-METHOD_FLAGS = (
-    "alpha",
-    "temperature",
-    "similarity_temperature",
-    "soft_target",
-    "epsilon",
-    "explanation_mode",
-    "explanation_implementation",
-)
-flags.DEFINE_float(
-    "warmup_epochs",
-    0.0,
-    "introspective: ramp alpha linearly from 0 over this many epochs (after --introspect_from_epoch).",
-)
-flags.DEFINE_integer(
-    "introspect_from_epoch",
-    0,
-    "introspective: no soft-target term before this epoch (an untrained net's explanations are noise).",
-)
-METHOD_FLAGS += (
-    "explanation",
-    "explanation_layer",
-    "similarity",
-    "explanation_estimator",
-    "num_probes",
-    "warmup_epochs",
-    "introspect_from_epoch",
-)
-
-# Baselines: label smoothing, confidence penalty, knowledge distillation, deep mutual learning
-# (see introspective_tf/methods/ and docs/baselines.md). kd also takes --alpha and --temperature.
-flags.DEFINE_float("smoothing", 0.1, "label_smoothing: eps in (1 - eps) onehot(y) + eps / C.")
-flags.DEFINE_float("penalty", 0.1, "confidence_penalty: beta in CE - beta H(p).")
-flags.DEFINE_string("teacher", "", "kd: the teacher, a run's model.keras or a SavedModel exported by this project.")
-flags.DEFINE_enum(
-    "kd_target",
-    "full",
-    list(KD_TARGETS),
-    "kd: the teacher's soft targets (full), its GT response with uniform non-GT mass, or shuffled non-GT responses.",
-)
-flags.DEFINE_integer("peers", 2, "dml: networks trained together; the first is exported.")
-# Teacher-free peers (docs/baselines.md): pskd takes --alpha (alpha_T, default 0.8); tfkd_reg takes
-# --alpha and --temperature (defaults 0.1 and 20) and the two below.
-flags.DEFINE_float("correct_probability", 0.99, "tfkd_reg: the virtual teacher's probability of the true class.")
-flags.DEFINE_float("multiplier", 100.0, "tfkd_reg: scale of the KL term (the authors' code divides it by C).")
-METHOD_FLAGS += ("smoothing", "penalty", "teacher", "kd_target", "peers", "correct_probability", "multiplier")
+# Every method's hyper-parameters, as each method declares them (its constructor and docstring: see
+# introspective_tf/methods/). One flag per name; unset, a run uses its method's default.
+_DEFINE = {float: flags.DEFINE_float, int: flags.DEFINE_integer, str: flags.DEFINE_string, bool: flags.DEFINE_bool}
+METHOD_FLAGS = methods.all_hyperparameters()
+for _name, (_kind, _help) in METHOD_FLAGS.items():
+    _DEFINE[_kind](_name, None, _help)
 
 
 def config_from_flags() -> experiment.ExperimentConfig:

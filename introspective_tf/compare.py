@@ -76,16 +76,8 @@ def _cast(value: str, kind: Any, name: str, where: str) -> Any:
 
 
 def method_hparams(method: str, given: dict[str, Any], where: str = "config") -> dict[str, Any]:
-    """Every hyper-parameter `method` takes: its constructor defaults, overridden by `given`."""
-    if method not in methods.METHODS:
-        raise ConfigError(f"{where}: unknown method '{method}': use one of {', '.join(methods.METHODS)}")
-    defaults = methods.default_hparams(method)
-    resolved = dict(defaults)
-    for key, value in given.items():
-        if key in defaults:
-            default = defaults[key]
-            resolved[key] = _cast(value, type(default), key, where) if isinstance(value, str) else value
-    return resolved
+    """Every hyper-parameter `method` takes: its declared defaults, overridden by `given`."""
+    return methods.resolve(method, given, where)
 
 
 def _make_config(flags: dict[str, str], where: str) -> experiment.ExperimentConfig:
@@ -99,11 +91,7 @@ def _make_config(flags: dict[str, str], where: str) -> experiment.ExperimentConf
         else:
             hparams[key] = value
     config = experiment.ExperimentConfig(**fields)
-    resolved = method_hparams(config.method, hparams, where)
-    unknown = sorted(set(hparams) - set(resolved))
-    if unknown:
-        raise ConfigError(f"{where}: method '{config.method}' takes no flag --{unknown[0]}")
-    config.hparams = resolved
+    config.hparams = method_hparams(config.method, hparams, where)
     return config
 
 
@@ -182,7 +170,10 @@ def _with_new_fields(config: dict[str, Any]) -> dict[str, Any]:
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A run's configuration as compared for reuse: the method's hyper-parameters resolved."""
     config = {k: v for k, v in _with_new_fields(config).items() if k not in _NOT_COMPARED}
-    config["hparams"] = method_hparams(config["method"], config.get("hparams", {}))
+    declared = methods.get(config["method"]).hyperparameters()  # older train.py runs recorded every method's flags
+    config["hparams"] = method_hparams(
+        config["method"], {k: v for k, v in config.get("hparams", {}).items() if k in declared}
+    )
     return json.loads(json.dumps(config, sort_keys=True, default=str))
 
 

@@ -84,6 +84,7 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        methods.resolve(self.method, self.hparams)  # an unknown method or hyper-parameter fails before any work
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -267,7 +268,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         # look like one made with the new default (compare.py reuses runs by configuration).
         "config": {
             **dataclasses.asdict(config),
-            "hparams": {**methods.default_hparams(config.method), **config.hparams},
+            "hparams": methods.resolve(config.method, config.hparams),
         },
         **calibration_results,
         **(extra_results or {}),

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from introspective_tf import methods, records
+from introspective_tf.errors import ConfigError
 
 # Columns shown for the method's hyper-parameters, when the runs differ in them.
 HPARAM_COLUMNS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon")
@@ -35,13 +36,12 @@ def load_results(folders: list[str]) -> list[dict[str, Any]]:
 def _hparams(result: dict) -> dict[str, Any]:
     """The run's hyper-parameters; ones it did not record (runs made before results.json recorded every
     one) count as the method's current defaults."""
-    if result["method"] == "standard":
-        return {}
     try:
-        defaults = methods.default_hparams(result["method"])
-    except KeyError:  # a method that no longer exists
-        defaults = {}
-    return {**defaults, **result["config"].get("hparams", {})}
+        declared = methods.resolve(result["method"])
+    except ConfigError:  # a method that no longer exists
+        return {}
+    given = result["config"].get("hparams", {})
+    return {key: given.get(key, default) for key, default in declared.items()}
 
 
 def _key(result: dict, columns: tuple[str, ...]) -> tuple:

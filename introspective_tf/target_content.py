@@ -166,7 +166,7 @@ def _nanmean(values: np.ndarray) -> float:
 def target_hparams(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The introspective method's defaults with `overrides`, explaining a separate inference pass
     (the analysed model is trained: its BatchNorm statistics must be used, not moved)."""
-    hparams = {**methods.default_hparams("introspective"), **(overrides or {})}
+    hparams = methods.resolve("introspective", overrides)
     hparams["explanation_mode"] = "inference"
     return hparams
 
@@ -464,7 +464,7 @@ def run(
 
 def _define_flags() -> None:
     """Only when run as a program: train.py defines some of the same names, and tests import both."""
-    defaults = methods.default_hparams("introspective")
+    defaults = methods.resolve("introspective")
     flags.DEFINE_string(
         "model_path", None, "The trained model to analyse: model.keras, a run folder or a SavedModel export."
     )

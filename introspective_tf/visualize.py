@@ -20,10 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from introspective_tf import explanations, export, soft_targets
+from introspective_tf import explanations, export, methods, soft_targets
 from introspective_tf.errors import ConfigError
 
 EXPLAINERS = ("saliency", "gradcam", "smoothgrad")
+_TARGET = methods.resolve("introspective")  # the soft target as introspective training makes it by default
 GRADCAM_LAYER = "last_conv_block"  # every backbone of models.py names its last block so
 
 
@@ -77,10 +78,10 @@ def soft_target_and_prediction(
     images,
     labels,
     *,
-    similarity_temperature: float = 0.05,
-    soft_target: str = "softmax",
-    epsilon: float = 0.1,
-    explanation: str = "gradcam",
+    similarity_temperature: float = _TARGET["similarity_temperature"],
+    soft_target: str = _TARGET["soft_target"],
+    epsilon: float = _TARGET["epsilon"],
+    explanation: str = _TARGET["explanation"],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(q, p, s) for a batch, with the package's own functions, as `Introspective.targets` in inference mode."""
     if explanation not in explanations.EXPLANATIONS:
@@ -134,10 +135,10 @@ def explain(
     explainer: str = "saliency",
     competitors: int = 2,
     smooth_samples: int = 20,
-    similarity_temperature: float = 0.05,
-    soft_target: str = "softmax",
-    epsilon: float = 0.1,
-    explanation: str = "gradcam",
+    similarity_temperature: float = _TARGET["similarity_temperature"],
+    soft_target: str = _TARGET["soft_target"],
+    epsilon: float = _TARGET["epsilon"],
+    explanation: str = _TARGET["explanation"],
 ) -> Explained:
     """Computes everything `plot` draws for a batch of images with their true labels."""
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int64)

@@ -18,12 +18,12 @@ COMMON = (
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("a --method=standard --colour=red\n", "method 'standard' takes no flag --colour"),
+        ("a --method=standard --colour=red\n", "method 'standard' takes no hyper-parameter 'colour'"),
         ("a --method=kd\n", "need a 'teacher' line"),
         ("a --method=standard\na --method=dml\n", "used twice"),
         ("seeds zero\na --method=standard\n", "seeds must be integers"),
         ("a --method=standard --epochs=ten\n", "--epochs=ten is not a valid int"),
-        ("a --method=label_smoothing --smoothing=lots\n", "--smoothing=lots is not a valid float"),
+        ("a --method=label_smoothing --smoothing=lots\n", "smoothing=lots is not a valid float"),
         ("a --method=teacher_free\n", "unknown method"),
         ("a method=standard\n", "expected --name=value"),
         ("common --epochs=2\n", "lists no run"),
@@ -82,8 +82,9 @@ def test_a_run_records_every_hyper_parameter_so_a_new_default_does_not_reuse_it(
     stored = experiment.run(config)["config"]
     assert stored["hparams"]["smoothing"] == 0.1  # the default, written down although not given
     assert compare.comparable(stored) == compare.comparable(dataclasses.asdict(config))
-    defaults = methods.default_hparams("label_smoothing")
-    monkeypatch.setattr(methods, "default_hparams", lambda name: {**defaults, "smoothing": 0.2})
+    declared = methods.get("label_smoothing").hyperparameters()
+    declared["smoothing"] = dataclasses.replace(declared["smoothing"], default=0.2)
+    monkeypatch.setattr(methods.get("label_smoothing"), "hyperparameters", lambda: declared)
     assert compare.comparable(stored) != compare.comparable(dataclasses.asdict(config))
 
 

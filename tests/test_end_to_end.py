@@ -48,8 +48,7 @@ def trained(request, tmp_path_factory):
         "--epochs=4",
         "--batch_size=50",
         "--learning_rate=0.05",
-        "--similarity_temperature=0.5",
-        "--temperature=2",
+        *(["--similarity_temperature=0.5", "--temperature=2"] if request.param == "introspective" else []),
     )
     (tmp_path / "stderr.txt").write_text(result.stderr)
     return request.param, tmp_path
@@ -143,6 +142,7 @@ def test_saved_model_cli_runs_the_export(trained):
         ("--dataset=imagenet_v2", "unknown dataset"),
         ("--alpha=1.5", "alpha must be in"),
         ("--epochs=-1", "epochs must be > 0"),
+        ("--smoothing=0.2", "method 'introspective' takes no hyper-parameter 'smoothing'"),
     ],
 )
 def test_bad_flags_give_one_line_and_no_traceback(tmp_path, mini_dataset, flag, message):

@@ -144,3 +144,22 @@ def test_train_flag_defaults_match_method_defaults():
             continue
         assert train.FLAGS[name].default == default, (name, owner)
     assert train.FLAGS["alpha"].default is None and train.FLAGS["temperature"].default is None
+
+
+@pytest.mark.parametrize("name", sorted(methods.METHODS))
+def test_every_hyperparameter_is_declared_once_with_a_type_default_and_help(name):
+    for key, declared in methods.get(name).hyperparameters().items():
+        assert declared.type in (float, int, str, bool) and isinstance(declared.default, declared.type), key
+        assert len(declared.help) > 10 and not declared.help.endswith(":"), (name, key, declared.help)
+    assert methods.resolve(name) == {k: h.default for k, h in methods.get(name).hyperparameters().items()}
+
+
+def test_hyperparameters_resolve_with_casts_and_reject_unknown_keys():
+    assert methods.resolve("kd", {"alpha": "0.25", "temperature": 2})["temperature"] == 2.0
+    assert methods.get("kd").hyperparameters()["kd_target"].help.endswith("(shuffled_non_gt).")  # continuation line
+    with pytest.raises(ConfigError, match="method 'standard' takes no hyper-parameter 'alpha' \\(it takes: none\\)"):
+        methods.resolve("standard", {"alpha": 0.5})
+    with pytest.raises(ConfigError, match="num_probes=2.5 is not a valid int"):
+        methods.resolve("introspective", {"num_probes": 2.5})
+    flags = methods.all_hyperparameters()
+    assert flags["alpha"][0] is float and "kd:" in flags["alpha"][1] and "introspective:" in flags["alpha"][1]

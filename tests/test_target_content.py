@@ -286,7 +286,7 @@ def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
     for name in ("intro", "teacher", "confusion"):
         assert np.array(content["matrices"][name], dtype=float).shape == (10, 10)
     assert content["hparams"]["explanation_mode"] == "inference"
-    assert content["hparams"]["explanation"] == methods.default_hparams("introspective")["explanation"]
+    assert content["hparams"]["explanation"] == methods.resolve("introspective")["explanation"]
     assert content["teacher_temperature"] == 4.0 and content["provenance"]["code_hash"]
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| **mean** |" in result.stdout

@@ -18,6 +18,9 @@ exported.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 from typing import Any
 
 import keras
@@ -29,6 +32,32 @@ from introspective_tf.errors import ConfigError
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameter:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+_TYPES = {"float": float, "int": int, "str": str, "bool": bool}
+
+
+def _documented_args(docstring: str) -> dict[str, str]:
+    """The `name: help` entries of a docstring's `Args:` section (continuation lines joined)."""
+    entries, name, indent = {}, None, 0
+    section = docstring.split("Args:", 1)[1] if "Args:" in docstring else ""
+    for line in section.splitlines():
+        depth = len(line) - len(line.lstrip())
+        match = re.match(r"^\s*(\w+): (.*)$", line)
+        if match and (name is None or depth <= indent):  # a new entry, not a continuation line
+            name, indent = match.group(1), depth
+            entries[name] = match.group(2).strip()
+        elif name and line.strip():
+            entries[name] += " " + line.strip()
+    return entries
 
 
 class Method(keras.Model):
@@ -44,6 +73,21 @@ class Method(keras.Model):
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.built = backbone.built  # all weights live in the (already built) backbone
         self.steps_per_epoch, self.epochs = 1, 1  # set by `plan`
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, Hyperparameter]:
+        """The method's hyper-parameters, declared once, in its constructor: name, type and default in
+        the signature, help in the docstring's `Args:` section. train.py's flags, the configuration a
+        run records, the comparison and the run tables all derive from this."""
+        helps = _documented_args(cls.__init__.__doc__ or "")
+        declared = {}
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name in ("self", "backbone") or parameter.kind is not parameter.POSITIONAL_OR_KEYWORD:
+                continue
+            annotation = parameter.annotation if isinstance(parameter.annotation, str) else ""
+            kind = _TYPES.get(annotation, type(parameter.default))
+            declared[name] = Hyperparameter(name, kind, parameter.default, helps.get(name, ""))
+        return declared
 
     def plan(self, num_train: int, steps_per_epoch: int, epochs: int) -> None:
         """Called once before `fit` (and before a resume restores state) with the run's size."""

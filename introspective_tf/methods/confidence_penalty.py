@@ -21,6 +21,9 @@ def confidence_penalty_loss(labels: tf.Tensor, logits: tf.Tensor, penalty: float
 
 class ConfidencePenalty(Method):
     def __init__(self, backbone, penalty: float = 0.1, **kwargs):
+        """Args:
+        penalty: beta in the loss CE - beta H(p).
+        """
         super().__init__(backbone, **kwargs)
         _check(penalty >= 0.0, f"penalty must be >= 0, not {penalty}")
         self.penalty = penalty

@@ -36,6 +36,9 @@ def mutual_learning_losses(labels: tf.Tensor, peer_logits: list[tf.Tensor]) -> l
 
 class DeepMutualLearning(Method):
     def __init__(self, backbone, peers: int = 2, **kwargs):
+        """Args:
+        peers: networks trained together; the first is exported.
+        """
         super().__init__(backbone, **kwargs)
         _check(peers >= 2, f"peers must be >= 2 for deep mutual learning, not {peers}")
         # Same architecture, fresh weights (clone_model re-initialises every layer).

@@ -58,6 +58,26 @@ class Introspective(Method):
         introspect_from_epoch: int = 0,
         **kwargs,
     ):
+        """Args:
+        alpha: weight of the soft-target term; 1 - alpha goes to the hard label.
+        temperature: student temperature T in KL(q || softmax(z / T)), scaled by T^2.
+        similarity_temperature: tau in q = softmax(similarity / tau).
+        soft_target: softmax: q = softmax(s / tau); smoothing: 1 - eps on y, eps spread by softmax(s / tau).
+        epsilon: mass off the true class for soft_target=smoothing.
+        explanation_mode: which pass is explained: a separate inference or training pass, or the training pass
+            itself (shared); auto: shared for gradcam, else inference.
+        explanation_implementation: how all-class input gradients are computed: loop, batch_jacobian or pfor.
+        explanation: the self-explanation: gradcam at explanation_layer (cost ~1x), gradient (input gradient) or
+            gradient_x_input (exact: C backward passes).
+        explanation_layer: the layer whose output Grad-CAM explains with.
+        similarity: how a class's explanation is compared with the true class's.
+        explanation_estimator: exact: one backward pass per class; jvp: forward-mode estimate whose cost does not
+            grow with the class count.
+        num_probes: random probes per example for explanation_estimator=jvp's norm estimates.
+        warmup_epochs: ramp alpha linearly from 0 over this many epochs (after introspect_from_epoch).
+        introspect_from_epoch: no soft-target term before this epoch (an untrained network's explanations are
+            noise).
+        """
         super().__init__(backbone, **kwargs)
         _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         _check(temperature > 0, f"temperature must be > 0, not {temperature}")

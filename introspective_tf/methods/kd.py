@@ -58,6 +58,13 @@ class KnowledgeDistillation(Method):
         kd_target: str = "full",
         **kwargs,
     ):
+        """Args:
+        teacher: the teacher: a run's model.keras or a SavedModel exported by this project.
+        alpha: weight of the distillation term; 1 - alpha goes to the hard label.
+        temperature: T of both softmaxes; the KL term is scaled by T^2.
+        kd_target: the teacher's soft targets (full), its GT response with uniform non-GT mass (uniform_non_gt), or
+            shuffled non-GT responses (shuffled_non_gt).
+        """
         super().__init__(backbone, **kwargs)
         _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         _check(temperature > 0, f"temperature must be > 0, not {temperature}")

@@ -21,6 +21,9 @@ def label_smoothing_loss(labels: tf.Tensor, logits: tf.Tensor, smoothing: float)
 
 class LabelSmoothing(Method):
     def __init__(self, backbone, smoothing: float = 0.1, **kwargs):
+        """Args:
+        smoothing: eps in the target (1 - eps) onehot(y) + eps / C.
+        """
         super().__init__(backbone, **kwargs)
         _check(0.0 <= smoothing <= 1.0, f"smoothing must be in [0, 1], not {smoothing}")
         self.smoothing = smoothing

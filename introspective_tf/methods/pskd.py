@@ -29,6 +29,9 @@ class ProgressiveSelfKD(Method):
     needs_example_index = True
 
     def __init__(self, backbone, alpha: float = 0.8, **kwargs):  # alpha_T = 0.8 in the paper
+        """Args:
+        alpha: alpha_T, the weight of the last epoch's predictions at the end of training (grows linearly from 0).
+        """
         super().__init__(backbone, **kwargs)
         _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         self.alpha = alpha

@@ -37,6 +37,12 @@ class TeacherFreeKD(Method):
         multiplier: float = 100.0,
         **kwargs,
     ):
+        """Args:
+        alpha: weight of the KL term to the virtual teacher; 1 - alpha goes to the hard label.
+        temperature: T of the student's and the virtual teacher's softmax.
+        correct_probability: the virtual teacher's probability of the true class.
+        multiplier: scale of the KL term (the authors' code divides it by C).
+        """
         super().__init__(backbone, **kwargs)
         _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         _check(temperature > 0, f"temperature must be > 0, not {temperature}")
