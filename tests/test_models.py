@@ -89,7 +89,7 @@ def test_zoo_model_trains_with_every_method_and_exports(name, teacher_path, tmp_
     assert len(backbone.losses) == sum(w.path.endswith("/kernel") for w in backbone.trainable_weights)  # depthwise too
     before = backbone.trainable_weights[0].numpy()
     for method in methods.METHODS:  # one SGD step each, on the same backbone
-        trainer = methods.build(method, backbone, {"teacher": teacher_path})
+        trainer = methods.build(method, backbone, {"teacher": teacher_path} if method == "kd" else {})
         trainer.plan(num_train=len(labels), steps_per_epoch=1, epochs=1)
         # Eagerly: tracing each method's train step costs ~3 s per deep backbone on this CPU, the step
         # itself ~0.5 s. The methods' graph-mode steps are tested with small_cnn elsewhere.
