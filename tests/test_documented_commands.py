@@ -9,6 +9,7 @@ in place of NAME. The README names the folder its quick start exports to, which 
 the run-name rule and holds a copy of the same export.
 """
 
+import concurrent.futures
 import os
 import pathlib
 import re
@@ -176,11 +177,13 @@ def test_every_documented_command_has_valid_flags():
     --only_check_args stops before anything runs, so long trainings and multi-worker setups are checked too)."""
     commands = documented_python_commands()
     assert len(commands) >= 10 and {c[1][0] for c in commands} >= {"train.py", "explain.py", "-m"}
-    failures = []
-    for name, argv in commands:
+    def check(command):
+        name, argv = command
         result = subprocess.run(
-            [sys.executable, *argv, "--only_check_args"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120
+            [sys.executable, *argv, "--only_check_args"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300
         )
-        if result.returncode != 0:
-            failures.append(f"{name}: {' '.join(argv)}\n{result.stderr.strip().splitlines()[-1:]}")
+        return None if result.returncode == 0 else f"{name}: {' '.join(argv)}\n{result.stderr.strip()[-500:]}"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:  # each is mostly TensorFlow's start-up
+        failures = [failure for failure in pool.map(check, commands) if failure]
     assert not failures, "\n".join(failures)
