@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 
 from introspective_tf import data as data_lib
-from introspective_tf import methods, visualize
+from introspective_tf import methods, quiet, visualize
 from introspective_tf.errors import ConfigError
 from introspective_tf.explanations import EXPLANATIONS
 from introspective_tf.soft_targets import SOFT_TARGETS
@@ -76,6 +76,7 @@ def make_figure() -> str:
 
 
 def main(argv):
+    quiet.command_defaults()
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]} (flags look like --name=value)")
     try:

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags
 
-from introspective_tf import experiment, methods, models
+from introspective_tf import experiment, methods, models, quiet
 from introspective_tf.distribute import STRATEGIES
 from introspective_tf.errors import ConfigError
 from introspective_tf.experiment import PRECISIONS
@@ -105,6 +105,7 @@ def config_from_flags() -> experiment.ExperimentConfig:
 
 
 def main(argv):
+    quiet.command_defaults()
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]} (flags look like --name=value)")
     try:

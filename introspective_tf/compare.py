@@ -33,7 +33,7 @@ import statistics
 import sys
 from typing import Any
 
-from introspective_tf import equivalence, experiment, methods, provenance, records
+from introspective_tf import equivalence, experiment, methods, provenance, quiet, records
 from introspective_tf.errors import ConfigError
 
 # Fields that change where a run writes or how much it prints, not what it learns.
@@ -625,6 +625,7 @@ def main(argv):
     from absl import flags
 
     del argv
+    quiet.command_defaults()
     FLAGS = flags.FLAGS
     try:
         compare(FLAGS.config, FLAGS.runs_dir, FLAGS.report, FLAGS.chart, FLAGS.train, FLAGS.data, FLAGS.runs)

@@ -77,3 +77,14 @@ def start_tensorflow() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+
+
+def command_defaults() -> None:
+    """For the commands (train.py, explain.py, compare), from their `main` (after flag parsing): absl's
+    INFO lines -- TFDS announcing each dataset it builds, the SavedModel writer's notes -- are off
+    unless the user passed `--verbosity`; `--verbosity=0` shows them."""
+    from absl import flags
+    from absl import logging as absl_logging
+
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)

@@ -57,7 +57,7 @@ def trained(request, tmp_path_factory):
 def test_training_prints_no_start_up_noise_or_warnings_of_our_making(trained):
     _, tmp_path = trained
     stderr = (tmp_path / "stderr.txt").read_text()
-    noise = ["oneDNN custom operations", "absl::InitializeLog", "shuffle=True", "Warning"]
+    noise = ["oneDNN custom operations", "absl::InitializeLog", "shuffle=True", "Warning", "Constructing tf.data"]
     if not os.path.exists("/proc/driver/nvidia"):  # no GPU driver: CUDA's start-up lines say nothing
         noise += ["cuda drivers", "cuInit"]
     assert not [line for line in stderr.splitlines() if any(n in line for n in noise)], stderr[-3000:]
