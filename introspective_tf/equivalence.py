@@ -54,6 +54,7 @@ _COMPARED = (
 )
 # Config fields that are not train.py flags or that the replay sets itself.
 _NOT_FLAGS = ("hparams", "output_dir", "export_dir", "verbose", "momentum", "validation_freq", "data_dir")
+_NO_FLAG = {"momentum": 0.9}  # ExperimentConfig fields without a train.py flag, at their defaults
 _NOT_DISTINCT = ("seed", "output_dir", "export_dir", "verbose", "validation_freq")
 _REPLAY = {"epochs": 3, "steps_per_epoch": 1, "batch_size": 32, "train_limit": 256}
 
@@ -83,6 +84,9 @@ def _epochs_needed(config: dict[str, Any]) -> int:
 
 def replay_flags(config: dict[str, Any], data: str, output_dir: str, teacher_model: str = "") -> list[str]:
     """train.py's flags for a tiny deterministic replay of a finished run's configuration."""
+    for name in _NO_FLAG:  # settings train.py cannot change: a replay could not reproduce another value
+        if config.get(name, _NO_FLAG[name]) != _NO_FLAG[name]:
+            raise ConfigError(f"cannot replay a run with {name}={config[name]}: train.py has no flag for it")
     values = {k: v for k, v in config.items() if k not in _NOT_FLAGS}
     values.update({k: v for k, v in config.get("hparams", {}).items() if k != "teacher"})
     values.update(

@@ -177,6 +177,7 @@ def test_every_documented_command_has_valid_flags():
     --only_check_args stops before anything runs, so long trainings and multi-worker setups are checked too)."""
     commands = documented_python_commands()
     assert len(commands) >= 10 and {c[1][0] for c in commands} >= {"train.py", "explain.py", "-m"}
+
     def check(command):
         name, argv = command
         result = subprocess.run(

@@ -2,7 +2,10 @@
 
 import shutil
 
+import pytest
+
 from introspective_tf import equivalence, provenance
+from introspective_tf.errors import ConfigError
 
 
 def _copy_of_the_code(root):
@@ -66,6 +69,8 @@ def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
     assert "--steps_per_epoch=1" in flags and "--deterministic=true" in flags and "--dataset=folder:/mini" in flags
     assert not any(f.startswith(("--momentum", "--hparams", "--data_dir")) for f in flags)
     assert "--epochs=3" in equivalence.replay_flags(_row("standard", "h")["config"], "/mini", "/out")
+    with pytest.raises(ConfigError, match="cannot replay a run with momentum=0.5"):
+        equivalence.replay_flags({**_row("standard", "h")["config"], "momentum": 0.5}, "/mini", "/out")
 
 
 def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path, mini_dataset):
