@@ -75,11 +75,6 @@ def _cast(value: str, kind: Any, name: str, where: str) -> Any:
     return value
 
 
-def method_hparams(method: str, given: dict[str, Any], where: str = "config") -> dict[str, Any]:
-    """Every hyper-parameter `method` takes: its declared defaults, overridden by `given`."""
-    return methods.resolve(method, given, where)
-
-
 def _make_config(flags: dict[str, str], where: str) -> experiment.ExperimentConfig:
     fields, hparams = {}, {}
     for key, value in flags.items():
@@ -91,7 +86,7 @@ def _make_config(flags: dict[str, str], where: str) -> experiment.ExperimentConf
         else:
             hparams[key] = value
     config = experiment.ExperimentConfig(**fields)
-    config.hparams = method_hparams(config.method, hparams, where)
+    config.hparams = methods.resolve(config.method, hparams, where)
     return config
 
 
@@ -171,7 +166,7 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A run's configuration as compared for reuse: the method's hyper-parameters resolved."""
     config = {k: v for k, v in _with_new_fields(config).items() if k not in _NOT_COMPARED}
     declared = methods.get(config["method"]).hyperparameters()  # older train.py runs recorded every method's flags
-    config["hparams"] = method_hparams(
+    config["hparams"] = methods.resolve(
         config["method"], {k: v for k, v in config.get("hparams", {}).items() if k in declared}
     )
     return json.loads(json.dumps(config, sort_keys=True, default=str))

@@ -60,24 +60,39 @@ def _residual_block(x, filters, stride, weight_decay, name):
     return layers.ReLU(name=f"{name}_out" if name != "last_conv_block" else name)(y)
 
 
-def cifar_resnet(depth: int, input_shape=(32, 32, 3), num_classes: int = 10, weight_decay: float = 0.0) -> keras.Model:
-    """CIFAR ResNet of He et al. (2016): depth = 6n + 2, stages of 16/32/64 filters."""
+def _pooled_logits(inputs, features, num_classes: int, weight_decay: float, name: str) -> keras.Model:
+    """Global average pooling of `features` (the `last_conv_block` output) and one linear layer, so that
+    Grad-CAM at `last_conv_block` equals CAM."""
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    logits = layers.Dense(num_classes, kernel_regularizer=_l2(weight_decay), name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def cifar_resnet(
+    depth: int,
+    input_shape=(32, 32, 3),
+    num_classes: int = 10,
+    weight_decay: float = 0.0,
+    stem_filters: int = 16,
+    widths: tuple[int, int, int] = (16, 32, 64),
+    name: str = "",
+) -> keras.Model:
+    """CIFAR ResNet of He et al. (2016): depth = 6n + 2, stages of 16/32/64 filters (RepDistiller's x4
+    variants: a 32-filter stem and 64/128/256), 1x1 projection shortcuts where the shape changes."""
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2, not {depth}")
     blocks_per_stage = (depth - 2) // 6
     inputs = keras.Input(input_shape, name="images")
-    x = _conv(16, 3, 1, weight_decay, "stem_conv")(_preprocess(inputs))
+    x = _conv(stem_filters, 3, 1, weight_decay, "stem_conv")(_preprocess(inputs))
     x = layers.ReLU(name="stem_relu")(_batch_norm("stem_bn")(x))
-    for stage, filters in enumerate((16, 32, 64)):
+    for stage, filters in enumerate(widths):
         for block in range(blocks_per_stage):
             stride = 2 if stage > 0 and block == 0 else 1
             last = stage == 2 and block == blocks_per_stage - 1
             x = _residual_block(
                 x, filters, stride, weight_decay, "last_conv_block" if last else f"stage{stage + 1}_block{block + 1}"
             )
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    logits = layers.Dense(num_classes, kernel_regularizer=_l2(weight_decay), name="logits")(x)
-    return keras.Model(inputs, logits, name=f"resnet{depth}")
+    return _pooled_logits(inputs, x, num_classes, weight_decay, name or f"resnet{depth}")
 
 
 def small_cnn(input_shape=(32, 32, 3), num_classes: int = 10, weight_decay: float = 0.0) -> keras.Model:
@@ -96,14 +111,6 @@ def small_cnn(input_shape=(32, 32, 3), num_classes: int = 10, weight_decay: floa
 
 # The CIFAR backbones of the knowledge-distillation literature, as in RepDistiller, the code of Tian et
 # al., "Contrastive Representation Distillation" (ICLR 2020), which most KD papers reuse.
-
-
-def _pooled_logits(inputs, features, num_classes: int, weight_decay: float, name: str) -> keras.Model:
-    """Global average pooling of `features` (the `last_conv_block` output) and one linear layer, so that
-    Grad-CAM at `last_conv_block` equals CAM."""
-    x = layers.GlobalAveragePooling2D(name="pool")(features)
-    logits = layers.Dense(num_classes, kernel_regularizer=_l2(weight_decay), name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
 
 
 def _wide_block(x, filters, stride, weight_decay, name):
@@ -217,32 +224,13 @@ def mobilenetv2(
     return _pooled_logits(inputs, x, num_classes, weight_decay, "mobilenetv2")
 
 
-def cifar_resnet_x4(
-    depth: int, input_shape=(32, 32, 3), num_classes: int = 10, weight_decay: float = 0.0
-) -> keras.Model:
-    """RepDistiller's 4x-wide CIFAR ResNet (He et al. 2016 blocks): depth = 6n + 2, a 32-filter stem and
-    stages of 64/128/256 filters, 1x1 projection shortcuts where the shape changes."""
-    if (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n + 2, not {depth}")
-    blocks_per_stage = (depth - 2) // 6
-    inputs = keras.Input(input_shape, name="images")
-    x = _conv(32, 3, 1, weight_decay, "stem_conv")(_preprocess(inputs))
-    x = layers.ReLU(name="stem_relu")(_batch_norm("stem_bn")(x))
-    for stage, filters in enumerate((64, 128, 256)):
-        for block in range(blocks_per_stage):
-            stride = 2 if stage > 0 and block == 0 else 1
-            last = stage == 2 and block == blocks_per_stage - 1
-            x = _residual_block(
-                x, filters, stride, weight_decay, "last_conv_block" if last else f"stage{stage + 1}_block{block + 1}"
-            )
-    return _pooled_logits(inputs, x, num_classes, weight_decay, f"resnet{depth}x4")
-
-
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "small_cnn": small_cnn,
     **{f"resnet{d}": partial(cifar_resnet, d) for d in (8, 14, 20, 32, 56, 110)},
-    "resnet8x4": partial(cifar_resnet_x4, 8),
-    "resnet32x4": partial(cifar_resnet_x4, 32),
+    **{
+        f"resnet{d}x4": partial(cifar_resnet, d, stem_filters=32, widths=(64, 128, 256), name=f"resnet{d}x4")
+        for d in (8, 32)
+    },
     "wrn16_2": partial(wide_resnet, 16, 2),
     "wrn40_2": partial(wide_resnet, 40, 2),
     "wrn28_10": partial(wide_resnet, 28, 10),
