@@ -14,11 +14,12 @@ import sys
 
 from absl import app, flags
 
-from introspective_tf import data as data_lib
-from introspective_tf import methods, quiet, visualize
+from introspective_tf import methods, quiet
 from introspective_tf.errors import ConfigError
-from introspective_tf.explanations import EXPLANATIONS
+from introspective_tf.explanations import EXPLAINERS
 from introspective_tf.soft_targets import SOFT_TARGETS
+from introspective_tf.tools import visualize
+from introspective_tf.training import data as data_lib
 
 flags.DEFINE_string("model_path", None, "SavedModel export, run folder, or model.keras file.", required=True)
 flags.DEFINE_string("dataset", "cifar10", "cifar10, cifar100, ... (TFDS) or folder:ROOT; must match the model.")
@@ -34,7 +35,7 @@ flags.DEFINE_integer("smooth_samples", 20, "Noisy copies per image for --explain
 # The soft target q as introspective training makes it, with the method's defaults.
 _TARGET = methods.resolve("introspective")
 flags.DEFINE_enum(
-    "explanation", _TARGET["explanation"], list(EXPLANATIONS), "Self-explanation q is made of, as in training."
+    "explanation", _TARGET["explanation"], list(EXPLAINERS), "Self-explanation q is made of, as in training."
 )
 flags.DEFINE_float(
     "similarity_temperature", _TARGET["similarity_temperature"], "tau of q = softmax(similarity / tau), as in training."

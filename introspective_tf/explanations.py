@@ -12,9 +12,9 @@ Three equivalent graph implementations of the exact all-class gradient are offer
 forward pass, then one backward pass per class, unrolled in the graph from a persistent tape),
 `"batch_jacobian"` and `"pfor"` (`tape.jacobian` of the batch-summed logits with
 `experimental_use_pfor=True`); both of the latter vectorise the backward pass over classes. Which is
-fastest was measured on a 2-core CPU (`python -m introspective_tf.benchmark`, docs/fast_introspection.md).
+fastest was measured on a 2-core CPU (`python -m introspective_tf.tools.benchmark`, docs/fast_introspection.md).
 
-Explanation kinds (`EXPLANATIONS`):
+Explanation kinds (`EXPLAINERS`, one `Explainer` class each):
 
 * `gradient`          E_c = dz_c/dx                      (the paper's self-explanation)
 * `gradient_x_input`  E_c = x * dz_c/dx                  (x in the model's input units, pixels [0, 255])
@@ -31,7 +31,6 @@ import tensorflow as tf
 from introspective_tf.errors import ConfigError
 
 IMPLEMENTATIONS = ("loop", "batch_jacobian", "pfor")
-EXPLANATIONS = ("gradient", "gradient_x_input", "gradcam")
 # Layers that compute differently in training and inference mode (nested models conservatively too).
 _MODE_DEPENDENT = (
     keras.layers.BatchNormalization,
@@ -153,57 +152,108 @@ def gradcam_from_tape(
     return tf.nn.relu(tf.einsum("bhwk,bck->bchw", tf.cast(features, tf.float32), weights))
 
 
-def explanations_from_tape(
-    tape: tf.GradientTape,
-    images: tf.Tensor,
-    outputs,
-    *,
-    explanation: str = "gradient",
-    implementation: str = "loop",
-    head: keras.Model | None = None,
-) -> tf.Tensor:
-    """E_c for every class, [batch, classes, ...], from a forward pass recorded on the persistent `tape`.
+class Explainer:
+    """How one kind of self-explanation explains every class of a backbone.
 
-    `outputs` are the logits, or for Grad-CAM the (features, logits) of a `with_layer_output` model;
-    `images` must be watched for input-gradient explanations, and Grad-CAM may use the `head` above its
-    layer (`head_above`). This is what lets a training step
-    explain from its own forward pass (`Introspective(explanation_mode="shared")`).
+    An explainer says which forward model a pass runs (`forward_model`), where that pass's logits are
+    (`logits`), and how every class is explained from a pass recorded on a persistent tape
+    (`from_tape`): that is what lets a training step explain its own pass (`explanation_mode="shared"`)
+    and a tool explain with a pass of its own (`explain`). A new kind is a subclass and a line in
+    `EXPLAINERS`.
     """
-    if explanation == "gradient":
-        return input_gradients_from_tape(tape, outputs, images, implementation)
-    if explanation == "gradient_x_input":
-        return images[:, tf.newaxis] * input_gradients_from_tape(tape, outputs, images, implementation)
-    if explanation == "gradcam":
+
+    # explanation_mode="auto": explain the training pass itself ("shared") or a separate inference pass.
+    default_mode = "inference"
+
+    def __init__(self, backbone: keras.Model, *, layer: str = "last_conv_block", implementation: str = "loop"):
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"unknown explanation implementation '{implementation}': use one of {IMPLEMENTATIONS}")
+        self.backbone, self.layer, self.implementation = backbone, layer, implementation
+        self.forward_model = backbone
+
+    def logits(self, outputs) -> tf.Tensor:
+        return outputs
+
+    def from_tape(self, tape: tf.GradientTape, images: tf.Tensor, outputs) -> tf.Tensor:
+        """E_c for every class, [batch, classes, ...], from `forward_model`'s `outputs` recorded on `tape`
+        (persistent; `images` watched)."""
+        raise NotImplementedError
+
+    # images -> d, for a kind that is E_c = d * dz_c/dx: then `jvp_similarity` can estimate its
+    # similarities with forward-mode products. None: not linear in the input gradient.
+    input_weight = None
+
+    def explain(self, images, training: bool = False) -> tf.Tensor:
+        """E_c for every class: [batch, classes, ...], from a forward pass of its own."""
+        images = _as_float(images)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(images)
+            outputs = self.forward_model(images, training=training)
+        explained = self.from_tape(tape, images, outputs)
+        del tape
+        return explained
+
+
+class InputGradient(Explainer):
+    """E_c = dz_c/dx, the paper's self-explanation: one backward pass per class through the whole network."""
+
+    def from_tape(self, tape, images, outputs):
+        return input_gradients_from_tape(tape, outputs, images, self.implementation)
+
+    @staticmethod
+    def input_weight(images):
+        return tf.ones_like(images)
+
+
+class GradientTimesInput(Explainer):
+    """E_c = x * dz_c/dx (x in the model's input units, pixels [0, 255])."""
+
+    def from_tape(self, tape, images, outputs):
+        return images[:, tf.newaxis] * input_gradients_from_tape(tape, outputs, images, self.implementation)
+
+    @staticmethod
+    def input_weight(images):
+        return images
+
+
+class GradCAM(Explainer):
+    """Grad-CAM maps at `layer`: the forward model also returns that layer's output A, and only the part
+    of the network above A is differentiated per class (through the head above it, when it is a cut)."""
+
+    default_mode = "shared"  # its per-class part is only the small head: a separate pass would dominate
+
+    def __init__(self, backbone: keras.Model, *, layer: str = "last_conv_block", implementation: str = "loop"):
+        super().__init__(backbone, layer=layer, implementation=implementation)
+        self.forward_model = with_layer_output(backbone, layer)
+        self.head = head_above(backbone, layer)
+
+    def logits(self, outputs):
+        return outputs[1]
+
+    def from_tape(self, tape, images, outputs):
         features, logits = outputs
-        return gradcam_from_tape(tape, logits, features, head)
-    raise ValueError(f"unknown explanation '{explanation}': use one of {EXPLANATIONS}")
+        return gradcam_from_tape(tape, logits, features, self.head)
+
+
+EXPLAINERS: dict[str, type[Explainer]] = {
+    "gradient": InputGradient,
+    "gradient_x_input": GradientTimesInput,
+    "gradcam": GradCAM,
+}
+
+
+def explainer(
+    name: str, backbone: keras.Model, *, layer: str = "last_conv_block", implementation: str = "loop"
+) -> Explainer:
+    """The registered explainer `name` for `backbone`."""
+    if name not in EXPLAINERS:
+        raise ConfigError(f"unknown explanation '{name}': use one of {', '.join(EXPLAINERS)}")
+    return EXPLAINERS[name](backbone, layer=layer, implementation=implementation)
 
 
 def all_class_explanations(
-    model: keras.Model,
-    images: tf.Tensor,
-    *,
-    explanation: str = "gradient",
-    training: bool = False,
-    implementation: str = "loop",
-    layer_and_logits: keras.Model | None = None,
-    head: keras.Model | None = None,
+    model: keras.Model, images: tf.Tensor, *, explanation: str = "gradient", training: bool = False, **settings
 ) -> tf.Tensor:
-    """E_c for every class: [batch, classes, ...], from a forward pass of its own.
-
-    Grad-CAM uses `layer_and_logits` (`with_layer_output`), by default at `last_conv_block`, and
-    optionally the `head` above that layer (`head_above`), which is cheaper and gives the same maps.
-    """
-    if explanation not in EXPLANATIONS:
-        raise ValueError(f"unknown explanation '{explanation}': use one of {EXPLANATIONS}")
-    images = _as_float(images)
-    if explanation == "gradcam":
-        model = layer_and_logits if layer_and_logits is not None else with_layer_output(model, "last_conv_block")
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(images)
-        outputs = model(images, training=training)
-    explained = explanations_from_tape(
-        tape, images, outputs, explanation=explanation, implementation=implementation, head=head
-    )
-    del tape
-    return explained
+    """E_c for every class of `model`: [batch, classes, ...], with the registered explainer `explanation`
+    (`settings`: its `layer`, `implementation`)."""
+    return explainer(explanation, model, **settings).explain(images, training=training)

@@ -20,9 +20,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from introspective_tf import soft_targets
+from introspective_tf import explanations, soft_targets
 
-EXPLANATIONS = ("gradient", "gradient_x_input")
+
+def estimable() -> tuple[str, ...]:
+    """The explanation kinds linear in the input gradient (`Explainer.input_weight`), which this estimates."""
+    return tuple(name for name, kind in explanations.EXPLAINERS.items() if kind.input_weight is not None)
 
 
 def _true_class_gradient(model: keras.Model, images: tf.Tensor, labels: tf.Tensor, training: bool) -> tf.Tensor:
@@ -48,11 +51,11 @@ def estimate_moments(
 
     `seed` is a `keras.random.SeedGenerator` (a fresh draw every step) or an int.
     """
-    if explanation not in EXPLANATIONS:
-        raise ValueError(f"the JVP estimator explains with one of {EXPLANATIONS}, not '{explanation}'")
+    if explanation not in estimable():
+        raise ValueError(f"the JVP estimator explains with one of {estimable()}, not '{explanation}'")
     images = tf.convert_to_tensor(images)
     images = images if images.dtype.is_floating else tf.cast(images, tf.float32)
-    scale = images if explanation == "gradient_x_input" else tf.ones_like(images)  # d
+    scale = explanations.EXPLAINERS[explanation].input_weight(images)  # d
     true_explanation = scale * _true_class_gradient(model, images, labels, training)  # E_y
 
     batch = tf.shape(images)[0]

@@ -5,7 +5,7 @@
 #
 #   scripts/compare_explanations.sh [MODEL] [EPOCHS] [TRAIN_LIMIT] [SEEDS] [CHOICES]
 #   e.g. scripts/compare_explanations.sh resnet20 15 5000 "0 1 2" "exact gradcam_shared standard"
-#   .venv/bin/python -m introspective_tf.summarize runs/explanations-<MODEL>
+#   .venv/bin/python -m introspective_tf.tools.summarize runs/explanations-<MODEL>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-small_cnn}; EPOCHS=${2:-6}; LIMIT=${3:-10000}; SEEDS=${4:-"0 1"}; CHOICES=${5:-"exact jvp4 gradcam standard"}

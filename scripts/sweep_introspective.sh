@@ -5,7 +5,7 @@
 # script can be stopped and started again.
 #
 #   scripts/sweep_introspective.sh [MODEL] [EPOCHS] [TRAIN_LIMIT] [SEED]
-#   .venv/bin/python -m introspective_tf.summarize runs/sweep-<MODEL>
+#   .venv/bin/python -m introspective_tf.tools.summarize runs/sweep-<MODEL>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-resnet20}; EPOCHS=${2:-15}; LIMIT=${3:-5000}; SEED=${4:-0}

@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 from conftest import MINI
 
-from introspective_tf import data as data_lib
-from introspective_tf import distribute, experiment, models, teacher
+from introspective_tf import models, teacher
 from introspective_tf.errors import ConfigError
+from introspective_tf.training import data as data_lib
+from introspective_tf.training import distribute, experiment
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from introspective_tf import calibration
+from introspective_tf.training import calibration
 
 # conf = top probability; correct = argmax == label.
 PROBABILITIES = np.array(

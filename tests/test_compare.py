@@ -6,8 +6,9 @@ import shutil
 
 import pytest
 
-from introspective_tf import compare, records
 from introspective_tf.errors import ConfigError
+from introspective_tf.tools import compare, study
+from introspective_tf.training import records
 
 COMMON = (
     "common --dataset={data} --model=small_cnn --epochs=1 --steps_per_epoch=3 --batch_size=32 "
@@ -18,12 +19,15 @@ COMMON = (
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("a --method=standard --colour=red\n", "method 'standard' takes no hyper-parameter 'colour'"),
+        ("a --method=standard --smoothing=0.2\n", "method 'standard' takes no hyper-parameter 'smoothing'"),
+        ("a --method=standard --colour=red\n", "line 1 \\(a\\): Unknown command line flag 'colour'"),
+        ("a --method=standard --hparams=alpha=1\n", "Unknown command line flag 'hparams'"),
+        ("a --method=standard --schedule=linear\n", "flag --schedule=linear: value should be one of"),
         ("a --method=kd\n", "need a 'teacher' line"),
         ("a --method=standard\na --method=dml\n", "used twice"),
         ("seeds zero\na --method=standard\n", "seeds must be integers"),
-        ("a --method=standard --epochs=ten\n", "--epochs=ten is not a valid int"),
-        ("a --method=label_smoothing --smoothing=lots\n", "smoothing=lots is not a valid float"),
+        ("a --method=standard --epochs=ten\n", "flag --epochs=ten: invalid literal for int"),
+        ("a --method=label_smoothing --smoothing=lots\n", "flag --smoothing=lots: could not convert string to float"),
         ("a --method=teacher_free\n", "unknown method"),
         ("a method=standard\n", "expected --name=value"),
         ("common --epochs=2\n", "lists no run"),
@@ -31,11 +35,11 @@ COMMON = (
 )
 def test_bad_configs_are_one_line_config_errors(text, message):
     with pytest.raises(ConfigError, match=message):
-        compare.parse_config(text, "runs/x")
+        study.parse_config(text, "runs/x")
 
 
 def test_runs_get_common_flags_seeds_and_the_teacher():
-    runs, teacher = compare.parse_config(
+    runs, teacher = study.parse_config(
         "common --model=small_cnn --epochs=3\nseeds 4 5\nteacher --model=resnet20 --method=standard\n"
         "kd --method=kd --alpha=0.9 --epochs=2\nls --method=label_smoothing\n",
         "runs/x",
@@ -60,12 +64,13 @@ def test_a_stored_run_compares_by_its_resolved_hyper_parameters():
         "hparams": {"alpha": 0.5, "temperature": 4.0},
     }  # train.py records every method flag
     same = {"method": "label_smoothing", "seed": 0, "verbose": 2, "hparams": {"smoothing": 0.1}}
-    assert compare.comparable(stored) == compare.comparable(same)
-    assert compare.comparable(stored) != compare.comparable({**same, "hparams": {"smoothing": 0.2}})
+    assert study.comparable(stored) == study.comparable(same)
+    assert study.comparable(stored) != study.comparable({**same, "hparams": {"smoothing": 0.2}})
 
 
 def test_a_run_records_every_hyper_parameter_so_a_new_default_does_not_reuse_it(tmp_path, mini_dataset, monkeypatch):
-    from introspective_tf import experiment, methods
+    from introspective_tf import methods
+    from introspective_tf.training import experiment
 
     config = experiment.ExperimentConfig(
         dataset=mini_dataset,
@@ -81,11 +86,11 @@ def test_a_run_records_every_hyper_parameter_so_a_new_default_does_not_reuse_it(
     )
     stored = experiment.run(config)["config"]
     assert stored["hparams"]["smoothing"] == 0.1  # the default, written down although not given
-    assert compare.comparable(stored) == compare.comparable(dataclasses.asdict(config))
+    assert study.comparable(stored) == study.comparable(dataclasses.asdict(config))
     declared = methods.get("label_smoothing").hyperparameters()
     declared["smoothing"] = dataclasses.replace(declared["smoothing"], default=0.2)
     monkeypatch.setattr(methods.get("label_smoothing"), "hyperparameters", lambda: declared)
-    assert compare.comparable(stored) != compare.comparable(dataclasses.asdict(config))
+    assert study.comparable(stored) != study.comparable(dataclasses.asdict(config))
 
 
 def _lines(output: str) -> list[str]:
@@ -147,16 +152,16 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     assert "| kd | kd | small_cnn |" in markdown and "| kd | kd | small_cnn | - | 0 |" not in markdown
 
     # Other training code: no row is reused for training, and the report marks the rows it still shows.
-    monkeypatch.setattr(compare, "current_code_hash", lambda method: "another-version")
-    runs, teacher = compare.parse_config(text.replace(str(report), "r.md"), str(runs_dir))
-    assert not any(compare.is_done(run, teacher, records.read(str(data))) for run in runs)
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "another-version")
+    runs, teacher = study.parse_config(text.replace(str(report), "r.md"), str(runs_dir))
+    assert not any(study.is_done(run, teacher, records.read(str(data))) for run in runs)
     compare.compare(str(config), str(runs_dir), train_missing=False)
     assert "| kd | kd | small_cnn | `--kd_target=full --alpha=0.9 --temperature=4` | 0† |" in report.read_text()
     assert "made by training code other than the current" in report.read_text()
 
 
 def test_a_folder_the_tool_did_not_make_is_never_overwritten(tmp_path):
-    runs, _ = compare.parse_config("a --method=standard\n", str(tmp_path))
+    runs, _ = study.parse_config("a --method=standard\n", str(tmp_path))
     folder = tmp_path / "a-seed0"
     folder.mkdir()
     (folder / "results.json").write_text(json.dumps({"config": {"method": "standard", "seed": 9}}))
@@ -187,8 +192,9 @@ def test_training_set_accuracy_counts_every_training_image_unaugmented(tmp_path,
     import keras
     import numpy as np
 
-    from introspective_tf import data as data_lib
-    from introspective_tf import experiment, models
+    from introspective_tf import models
+    from introspective_tf.training import data as data_lib
+    from introspective_tf.training import experiment
 
     config = experiment.ExperimentConfig(
         dataset=mini_dataset, model="small_cnn", train_limit=70, eval_split="validation"

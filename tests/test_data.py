@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from introspective_tf import data
 from introspective_tf.errors import ConfigError
+from introspective_tf.training import data
 
 
 def _hashes(ds):

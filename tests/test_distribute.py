@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 from conftest import REPO
 
-from introspective_tf import distribute, methods, models
+from introspective_tf import methods, models
 from introspective_tf.errors import ConfigError
+from introspective_tf.training import distribute
 
 
 # Methods whose construction needs more than a backbone (e.g. a teacher) get a factory here.

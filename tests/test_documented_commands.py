@@ -21,7 +21,7 @@ import sys
 import pytest
 from conftest import DATA, REPO
 
-from introspective_tf import experiment
+from introspective_tf.training import experiment
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 ENV["PATH"] = f"{pathlib.Path(sys.executable).parent}{os.pathsep}{ENV.get('PATH', '')}"  # the environment, active
@@ -142,7 +142,7 @@ def test_using_models_serving_commands_run_as_written(checkout):
     python = blocks(DOCS_SERVING, "python")
     printed = run_python(root, [substituted(code) for code in python])
     assert (root / "model.onnx").is_file() and len(printed) == len(python) == 2
-    (client,) = [out for code, out in shell.items() if "introspective_tf.serving" in code]
+    (client,) = [out for code, out in shell.items() if "introspective_tf.tools.serving" in code]
     lines = client.strip().splitlines()
     assert len(lines) == 4 and lines[0].startswith(
         "../shared/data/cifar10-mini/test/cat/0100.jpg: "

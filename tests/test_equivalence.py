@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 
-from introspective_tf import equivalence, provenance
 from introspective_tf.errors import ConfigError
+from introspective_tf.tools import equivalence, study
+from introspective_tf.training import provenance
 
 
 def _copy_of_the_code(root):
@@ -54,11 +55,11 @@ def _row(method, code_hash, **hparams):
 
 def test_accepted_hashes_follow_same_as_back_through_refactors(tmp_path):
     path = str(tmp_path / "equivalence.jsonl")
-    assert equivalence.accepted_code_hashes("c", path) == {"c"}
+    assert study.equivalent_code_hashes("c", path) == {"c"}
     for new, old in (("b", "a"), ("c", "b"), ("x", "c")):
         equivalence.records.add(path, {"method": "standard", "code_hash": new, "same_as": old})
-    assert equivalence.accepted_code_hashes("c", path) == {"a", "b", "c"}  # not the later "x"
-    assert equivalence.accepted_code_hashes("a", path) == {"a"}
+    assert study.equivalent_code_hashes("c", path) == {"a", "b", "c"}  # not the later "x"
+    assert study.equivalent_code_hashes("a", path) == {"a"}
 
 
 def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
@@ -77,9 +78,8 @@ def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path
     baseline = _copy_of_the_code(tmp_path / "baseline")
     candidate = _copy_of_the_code(tmp_path / "candidate")
     # Neutral for every method: a renamed local variable in the data pipeline (a new syntax tree).
-    _edit(
-        candidate / "introspective_tf" / "data.py", "            fixed = image\n", "            fixed = same = image\n"
-    )
+    data_module = candidate / "introspective_tf" / "training" / "data.py"
+    _edit(data_module, "            fixed = image\n", "            fixed = same = image\n")
     # A behaviour change in one method.
     _edit(
         candidate / "introspective_tf" / "methods" / "label_smoothing.py",
@@ -100,7 +100,7 @@ def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path
     assert any("train_loss_history" in d for d in verdicts["label_smoothing"].differences)
     path = tmp_path / "equivalence.jsonl"
     assert equivalence.record(list(verdicts.values()), "abc", str(path)) == 1
-    assert equivalence.accepted_code_hashes(verdicts["standard"].new, str(path)) == {
+    assert study.equivalent_code_hashes(verdicts["standard"].new, str(path)) == {
         verdicts["standard"].new,
         old["standard"],
     }

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from conftest import MINI
 
-from introspective_tf import data
+from introspective_tf.training import data
 
 BATCH = 32  # does not divide the split sizes: the last batch is short, and kept
 

@@ -41,13 +41,11 @@ def test_gradient_x_input_is_input_times_per_class_gradient(implementation):
 def test_gradcam_equals_tf_keras_vis(layer, through_head):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images = _images()
-    head = explanations.head_above(model, layer) if through_head else None
-    assert through_head == (head is not None)
-    ours = tf.function(
-        lambda x: explanations.all_class_explanations(
-            model, x, explanation="gradcam", layer_and_logits=explanations.with_layer_output(model, layer), head=head
-        )
-    )(images)
+    explainer = explanations.explainer("gradcam", model, layer=layer)
+    if not through_head:
+        explainer.head = None  # differentiate the recorded pass instead of the head above the layer
+    assert through_head == (explainer.head is not None)
+    ours = tf.function(explainer.explain)(images)
     gradcam = Gradcam(model, clone=True)
     for c in range(NUM_CLASSES):
         reference = gradcam(
@@ -112,7 +110,7 @@ def test_similarities_equal_their_definitions(kind):
     np.testing.assert_allclose(from_moments, reference, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("explanation", jvp_similarity.EXPLANATIONS)
+@pytest.mark.parametrize("explanation", jvp_similarity.estimable())
 @pytest.mark.parametrize("kind", soft_targets.SIMILARITIES)
 def test_jvp_estimate_converges_to_exact_similarity_as_probes_grow(explanation, kind):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
@@ -132,7 +130,7 @@ def test_jvp_estimate_converges_to_exact_similarity_as_probes_grow(explanation, 
     np.testing.assert_allclose(true_class, exact[np.arange(4), labels], atol=1e-6)  # set exactly
 
 
-@pytest.mark.parametrize("explanation", jvp_similarity.EXPLANATIONS)
+@pytest.mark.parametrize("explanation", jvp_similarity.estimable())
 def test_jvp_moments_exact_where_promised_and_norms_converge(explanation):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(4), _labels(4)
@@ -171,10 +169,7 @@ def test_introspective_targets_follow_the_chosen_explanation_and_similarity(hpar
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(4), _labels(4)
     trainer = methods.build("introspective", model, dict(similarity_temperature=0.5, **hparams))
-    layer = explanations.with_layer_output(model, "last_conv_block")
-    explained = explanations.all_class_explanations(
-        model, images, explanation=hparams["explanation"], layer_and_logits=layer
-    )
+    explained = explanations.all_class_explanations(model, images, explanation=hparams["explanation"])
     expected = soft_targets.softmax_target(
         _reference_similarity(explained.numpy(), labels, hparams["similarity"]).astype("float32"), 0.5
     )
@@ -226,7 +221,7 @@ def test_bad_explanation_choices_are_config_errors(hparams, message):
 
 
 def test_target_agreement_is_zero_kl_for_the_reference_itself_and_positive_otherwise():
-    from introspective_tf import agreement
+    from introspective_tf.tools import agreement
 
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     batches = [(tf.constant(_images(4, seed)), tf.constant(_labels(4))) for seed in (0, 1)]
@@ -284,7 +279,7 @@ def test_shared_step_moves_batchnorm_once_like_standard_training():
 
 
 def test_agreement_of_a_training_pass_variant_leaves_the_model_unchanged():
-    from introspective_tf import agreement
+    from introspective_tf.tools import agreement
 
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     before = [v.numpy() for v in model.variables]

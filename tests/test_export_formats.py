@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 from conftest import MINI
 
-from introspective_tf import data as data_lib
 from introspective_tf import export, methods, models
+from introspective_tf.training import data as data_lib
 
 
 @pytest.fixture(scope="module")

@@ -126,24 +126,24 @@ def test_unknown_method():
         methods.build("teacher_free", models.small_cnn((8, 8, 3), 4))
 
 
-def test_train_flag_defaults_match_method_defaults():
-    import inspect
+def test_every_hyper_parameter_is_a_run_flag_that_unset_leaves_the_method_default():
+    from absl import flags
 
-    import train
+    from introspective_tf.training import run_flags
 
-    # A flag's default is that of the first registered method taking it (kd shares --alpha and
-    # --temperature with introspective, which owns their defaults); every flag must be taken.
-    owners = {}
-    for cls in methods.METHODS.values():
-        for name, parameter in inspect.signature(cls.__init__).parameters.items():
-            if name in train.METHOD_FLAGS:
-                owners.setdefault(name, (cls.__name__, parameter.default))
-    assert set(owners) == set(train.METHOD_FLAGS)
-    for name, (owner, default) in owners.items():
-        if train.FLAGS[name].default is None:  # shared flag left unset: every method keeps its own default
-            continue
-        assert train.FLAGS[name].default == default, (name, owner)
-    assert train.FLAGS["alpha"].default is None and train.FLAGS["temperature"].default is None
+    flag_values = flags.FlagValues()
+    run_flags.define_run_flags(flag_values)
+    declared = {name for cls in methods.METHODS.values() for name in cls.hyperparameters()}
+    assert declared <= set(flag_values) and all(flag_values[name].default is None for name in declared)
+    config = run_flags.parse_run_line(["--method=kd", "--alpha=0.9"], "a test")
+    assert config.method == "kd" and config.hparams == {"alpha": 0.9}
+    resolved = methods.resolve("kd", config.hparams)
+    assert (
+        resolved["alpha"] == 0.9
+        and resolved["temperature"] == methods.get("kd").hyperparameters()["temperature"].default
+    )
+    with pytest.raises(ConfigError, match="a test: flag --num_probes=2.5"):
+        run_flags.parse_run_line(["--num_probes=2.5"], "a test")
 
 
 @pytest.mark.parametrize("name", sorted(methods.METHODS))

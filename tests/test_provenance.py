@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from introspective_tf import provenance
+from introspective_tf.training import provenance
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def _edit(path, old, new):
 
 def test_training_code_is_the_package_without_tools_and_other_methods():
     files = provenance.training_code_files("kd.py")
-    assert "introspective_tf/data.py" in files and "introspective_tf/methods/kd.py" in files
+    assert "introspective_tf/training/data.py" in files and "introspective_tf/methods/kd.py" in files
     assert "introspective_tf/methods/base.py" in files and "introspective_tf/teacher.py" in files
     assert not any(
         name in f for f in files for name in ("compare.py", "summarize.py", "methods/dml.py", "methods/__init__.py")
@@ -33,8 +33,9 @@ def test_training_code_is_the_package_without_tools_and_other_methods():
 
 def test_code_hash_ignores_comments_docstrings_and_method_defaults_but_not_code(package_copy):
     before = provenance.code_hash("label_smoothing.py")
-    _edit(package_copy / "data.py", '"""Input pipelines', '"""Reworded: input pipelines')
-    _edit(package_copy / "data.py", "    def fix(image, label):", "    def fix(image, label):  # a comment")
+    data_module = package_copy / "training" / "data.py"
+    _edit(data_module, '"""Input pipelines', '"""Reworded: input pipelines')
+    _edit(data_module, "    def fix(image, label):", "    def fix(image, label):  # a comment")
     _edit(package_copy / "methods" / "label_smoothing.py", "smoothing: float = 0.1", "smoothing: float = 0.2")
     _edit(package_copy / "methods" / "dml.py", "peers >= 2", "peers >= 3")  # another method
     assert provenance.code_hash("label_smoothing.py") == before

@@ -1,11 +1,11 @@
 """Generated tables: every table in README.md and docs/ equals what the committed run data gives."""
 
-from introspective_tf import compare, report
+from introspective_tf.tools import report, study
 
 
 def test_every_generated_table_matches_the_committed_run_data(monkeypatch):
     monkeypatch.chdir(report.__file__.rsplit("/introspective_tf/", 1)[0])
-    assert report.stale() == [], "run: python -m introspective_tf.report"
+    assert report.stale() == [], "run: python -m introspective_tf.tools.report"
 
 
 def _row(name, seed, accuracy, train=0.99, seconds=0.2):
@@ -24,8 +24,8 @@ def _row(name, seed, accuracy, train=0.99, seconds=0.2):
 
 
 def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
-    monkeypatch.setattr(compare, "current_code_hash", lambda method: "this-code")
-    runs, _ = compare.parse_config(
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
+    runs, _ = study.parse_config(
         "standard --method=standard\nintrospective --method=introspective\nlabel_smoothing --method=label_smoothing\n",
         "runs/x",
     )
@@ -40,3 +40,27 @@ def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
     assert "interim" in text  # no kd, no other regularisers: not complete
     table = report.comparison_table(groups)
     assert "| introspective | 3 | 81.50 ± 1.00 | 99.00 ± 0.00 | 1.000 ± 0.000 | 5.00 ± 0.00 |" in table
+
+
+def test_runs_table_pools_seeds_and_shows_only_the_hyper_parameters_that_differ():
+    def result(seed, tau, accuracy):
+        return {
+            "method": "introspective",
+            "model": "small_cnn",
+            "eval_split": "validation",
+            "eval_accuracy": accuracy,
+            "eval_loss": 1.0,
+            "eval_ece": 0.1,
+            "seconds_per_step": 0.2,
+            "final_train_metrics": {"target_true_mass": 0.9},
+            "config": {"seed": seed, "hparams": {"similarity_temperature": tau}},
+        }
+
+    table = report.runs_table([result(0, 0.05, 0.70), result(1, 0.05, 0.72), result(0, 0.1, 0.60)])
+    lines = table.splitlines()
+    assert lines[0] == (
+        "| method | model | similarity_temperature | seeds | validation accuracy % | loss (NLL) | ECE % "
+        "| target mass on y | s/step |"
+    )
+    assert lines[2].startswith("| introspective | small_cnn | 0.05 | 2 | 71.00 ± 1.41 |")  # best first
+    assert lines[3].startswith("| introspective | small_cnn | 0.1 | 1 | 60.00 |")

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 from conftest import REPO
 
-from introspective_tf import data as data_lib
-from introspective_tf import experiment, resume
 from introspective_tf.errors import ConfigError
+from introspective_tf.training import data as data_lib
+from introspective_tf.training import experiment, resume
 
 
 def _command(dataset, run_dir, *flags):

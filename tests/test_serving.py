@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 from conftest import MINI, REPO
 
-from introspective_tf import export, models, serving
+from introspective_tf import export, models
+from introspective_tf.tools import serving
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -35,7 +36,7 @@ def _pixels(files):
 
 def _client(*args):
     return subprocess.run(
-        [sys.executable, "-m", "introspective_tf.serving", *args],
+        [sys.executable, "-m", "introspective_tf.tools.serving", *args],
         cwd=REPO,
         env=ENV,
         capture_output=True,

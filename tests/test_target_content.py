@@ -12,8 +12,8 @@ import tensorflow as tf
 from conftest import MINI, REPO
 
 from introspective_tf import methods, models
-from introspective_tf import target_content as tc
 from introspective_tf.errors import ConfigError
+from introspective_tf.tools import target_content as tc
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 NAN = np.nan
@@ -256,7 +256,7 @@ def test_bad_inputs_are_config_errors(saved_models, mini_dataset, tmp_path):
 
 def _cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "introspective_tf.target_content", *args],
+        [sys.executable, "-m", "introspective_tf.tools.target_content", *args],
         cwd=REPO,
         env=ENV,
         capture_output=True,

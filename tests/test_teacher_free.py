@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from introspective_tf import data as data_lib
-from introspective_tf import methods, models, resume
+from introspective_tf import methods, models
 from introspective_tf.errors import ConfigError
 from introspective_tf.methods import pskd, tfkd
+from introspective_tf.training import data as data_lib
+from introspective_tf.training import resume
 
 
 def _batch(seed=0, n=6):

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 from conftest import MINI, REPO
 
-from introspective_tf import ConfigError, export, methods, models, visualize
+from introspective_tf import ConfigError, export, methods, models
+from introspective_tf.tools import visualize
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def model_and_batch():
     """A small_cnn trained for a few steps on real images, and 4 real test images with labels."""
     if not (MINI / "train").is_dir():
         pytest.skip("real data not found")
-    from introspective_tf import data as data_lib
+    from introspective_tf.training import data as data_lib
 
     keras.utils.set_random_seed(0)
     data = data_lib.load(f"folder:{MINI}", batch_size=50, augment=False)

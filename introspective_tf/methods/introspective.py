@@ -30,12 +30,13 @@ EXPLANATION_MODES = ("auto", "inference", "training", "shared")
 
 
 def resolve_explanation_mode(mode: str, explanation: str, estimator: str = "exact") -> str:
-    """`auto`: Grad-CAM explains the training pass itself (its per-class part is only the small head,
-    so a separate pass would be most of its cost); input gradients use a separate inference-mode pass
-    (their C backward passes dominate, and they would couple the batch through BatchNorm)."""
+    """`auto`: the explainer's own choice (`Explainer.default_mode`): Grad-CAM explains the training pass
+    itself (its per-class part is only the small head, so a separate pass would be most of its cost);
+    input gradients use a separate inference-mode pass (their C backward passes dominate, and they
+    would couple the batch through BatchNorm). The JVP estimator always runs its own inference pass."""
     if mode != "auto":
         return mode
-    return "shared" if explanation == "gradcam" and estimator == "exact" else "inference"
+    return explanations.EXPLAINERS[explanation].default_mode if estimator == "exact" else "inference"
 
 
 class Introspective(Method):
@@ -97,8 +98,8 @@ class Introspective(Method):
             f"not '{explanation_implementation}'",
         )
         _check(
-            explanation in explanations.EXPLANATIONS,
-            f"explanation must be one of {explanations.EXPLANATIONS}, not '{explanation}'",
+            explanation in explanations.EXPLAINERS,
+            f"explanation must be one of {tuple(explanations.EXPLAINERS)}, not '{explanation}'",
         )
         _check(
             similarity in soft_targets.SIMILARITIES,
@@ -109,8 +110,8 @@ class Introspective(Method):
             f"explanation_estimator must be exact or jvp, not '{explanation_estimator}'",
         )
         _check(
-            explanation_estimator == "exact" or explanation in jvp_similarity.EXPLANATIONS,
-            f"explanation_estimator=jvp estimates {jvp_similarity.EXPLANATIONS} explanations, not '{explanation}' "
+            explanation_estimator == "exact" or explanation in jvp_similarity.estimable(),
+            f"explanation_estimator=jvp estimates {jvp_similarity.estimable()} explanations, not '{explanation}' "
             "(add explanation=gradient, or use explanation_estimator=exact)",
         )
         explanation_mode = resolve_explanation_mode(explanation_mode, explanation, explanation_estimator)
@@ -124,12 +125,9 @@ class Introspective(Method):
         self.warmup_epochs, self.introspect_from_epoch = warmup_epochs, introspect_from_epoch
         self.explanation, self.similarity = explanation, similarity
         self.explanation_estimator, self.num_probes = explanation_estimator, num_probes
-        self._layer_and_logits = (
-            explanations.with_layer_output(backbone, explanation_layer) if explanation == "gradcam" else None
+        self.explainer = explanations.explainer(
+            explanation, backbone, layer=explanation_layer, implementation=explanation_implementation
         )
-        self._explained_model = self._layer_and_logits or backbone  # what the shared pass runs
-        # Grad-CAM differentiates only the small head above its layer (the same maps, cheaper).
-        self._head = explanations.head_above(backbone, explanation_layer) if explanation == "gradcam" else None
         self._probe_seed = keras.random.SeedGenerator() if explanation_estimator == "jvp" else None
         self.alpha, self.temperature = alpha, temperature
         self.similarity_temperature, self.soft_target, self.epsilon = similarity_temperature, soft_target, epsilon
@@ -144,6 +142,11 @@ class Introspective(Method):
     def targets(self, images, labels):
         if self.explanation_mode == "shared":
             return None  # computed from the training pass itself, in training_forward
+        return self.soft_target_from_similarity(self.similarity_to_true_class(images, labels), labels)
+
+    def similarity_to_true_class(self, images, labels):
+        """s [B, C]: every class's explanation compared with the true class's, from a pass of its own
+        (training mode only for explanation_mode=training)."""
         training = self.explanation_mode == "training"
         if self.explanation_estimator == "jvp":
             similarity = jvp_similarity.estimate_similarity(
@@ -157,17 +160,9 @@ class Introspective(Method):
                 training=training,
             )
         else:
-            explained = explanations.all_class_explanations(
-                self.backbone,
-                images,
-                explanation=self.explanation,
-                training=training,
-                implementation=self.explanation_implementation,
-                layer_and_logits=self._layer_and_logits,
-                head=self._head,
-            )
+            explained = self.explainer.explain(images, training=training)
             similarity = soft_targets.similarity_to_true_class(tf.cast(explained, tf.float32), labels, self.similarity)
-        return self._soft_target(similarity, labels)
+        return similarity
 
     def training_forward(self, images, labels, targets):
         if self.explanation_mode != "shared":
@@ -184,21 +179,15 @@ class Introspective(Method):
         images = images if images.dtype.is_floating else tf.cast(images, tf.float32)
         with tf.GradientTape(persistent=True) as explanation_tape:
             explanation_tape.watch(images)
-            outputs = self._explained_model(images, training=True)
-        explained = explanations.explanations_from_tape(
-            explanation_tape,
-            images,
-            outputs,
-            explanation=self.explanation,
-            implementation=self.explanation_implementation,
-            head=self._head,
-        )
+            outputs = self.explainer.forward_model(images, training=True)
+        explained = self.explainer.from_tape(explanation_tape, images, outputs)
         del explanation_tape
         similarity = soft_targets.similarity_to_true_class(tf.cast(explained, tf.float32), labels, self.similarity)
-        logits = outputs[1] if self.explanation == "gradcam" else outputs
-        return tf.cast(logits, tf.float32), self._soft_target(similarity, labels)
+        logits = self.explainer.logits(outputs)
+        return tf.cast(logits, tf.float32), self.soft_target_from_similarity(similarity, labels)
 
-    def _soft_target(self, similarity, labels):
+    def soft_target_from_similarity(self, similarity, labels):
+        """q from s, the one function training and the tools use (tracked by `target_true_mass`)."""
         similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
         target = soft_targets.soft_target(
             similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon

@@ -19,9 +19,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from introspective_tf import calibration, distribute, export, methods, models, provenance, resume
-from introspective_tf import data as data_lib
+from introspective_tf import export, methods, models
 from introspective_tf.errors import ConfigError
+from introspective_tf.training import calibration, distribute, provenance, resume
+from introspective_tf.training import data as data_lib
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 

@@ -6,7 +6,7 @@ A run's numbers depend on the code that trained it, so `results.json` records
   `git_dirty`: whether the training code differed from that commit;
 * `code_hash`: a hash of the *training code* -- the package's modules that can change what a run
   learns (data, models, explanations, soft targets, the run's own method, the training loop), not
-  the tools that only read results (compare, summarize, benchmark, ...) nor the other methods. It
+  `tools/` that only read results (compare, summarize, benchmark, ...) nor the other methods. It
   hashes the code's syntax tree without docstrings, comments and the default values of the methods'
   hyper-parameters: every run records its resolved hyper-parameters, so a new default (or a new
   comment) changes no finished run, while any change to what the code does changes the hash.
@@ -27,46 +27,38 @@ import platform
 import subprocess
 import sys
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # introspective_tf/
 REPOSITORY_DIR = os.path.dirname(PACKAGE_DIR)
 
-# Modules that read results or serve models but never change what a run learns.
-TOOLS = (
-    "agreement",
-    "benchmark",
-    "compare",
-    "equivalence",
-    "export",
-    "provenance",
-    "quiet",
-    "records",
-    "report",
-    "serving",
-    "summarize",
-    "target_content",
-    "visualize",
-    "variants",
+# Outside `tools/`, the modules that never change what a run learns (they record or serve it).
+NOT_TRAINING = (
+    "export.py",
+    "quiet.py",
+    "training/provenance.py",
+    "training/records.py",
+    "training/run_flags.py",  # flags -> ExperimentConfig, which every run records in full
 )
 
 
 def training_code_files(method_file: str | None = None) -> list[str]:
     """The package's source files that determine a run, relative to the repository: everything but
-    the tools and the methods other than `method_file` (e.g. "kd.py"; None: every method)."""
+    `tools/`, `NOT_TRAINING` and the methods other than `method_file` (e.g. "kd.py"; None: every method)."""
     files = []
     for directory, _, names in os.walk(PACKAGE_DIR):
+        in_package = os.path.relpath(directory, PACKAGE_DIR)
+        if in_package.split(os.sep)[0] == "tools":
+            continue
         for name in sorted(names):
             if not name.endswith(".py"):
                 continue
-            path = os.path.join(directory, name)
-            relative = os.path.relpath(path, REPOSITORY_DIR)
-            in_methods = os.path.basename(directory) == "methods"
-            if not in_methods and name[:-3] in TOOLS:
+            if os.path.normpath(os.path.join(in_package, name)) in NOT_TRAINING:
                 continue
+            in_methods = in_package == "methods"
             if in_methods and name not in ("base.py", "__init__.py") and method_file and name != method_file:
                 continue
             if in_methods and name == "__init__.py":
                 continue  # the registry: names only
-            files.append(relative)
+            files.append(os.path.relpath(os.path.join(directory, name), REPOSITORY_DIR))
     return sorted(files)
 
 

@@ -1,7 +1,7 @@
 r"""A small serving client: classifies image files with an exported model, nothing but TensorFlow.
 
-    python -m introspective_tf.serving --model_path=saved_models/NAME cat.jpg ship.png
-    python -m introspective_tf.serving --model_path=saved_models/NAME --top_k=3 batch.npy
+    python -m introspective_tf.tools.serving --model_path=saved_models/NAME cat.jpg ship.png
+    python -m introspective_tf.tools.serving --model_path=saved_models/NAME --top_k=3 batch.npy
 
 It loads the SavedModel with `tf.saved_model.load` (no Keras, no project code needed on a server),
 reads the `serving_default` signature's input spec, and checks every input against it before
@@ -16,8 +16,8 @@ import os
 import sys
 import warnings
 
-# `python -m introspective_tf.serving` imports the package first, and the package's __init__ imports
-# this module (as `introspective_tf.serving`) before runpy executes it again as __main__; runpy then
+# `python -m introspective_tf.tools.serving` imports the package first, and the package's __init__ imports
+# this module (as `introspective_tf.tools.serving`) before runpy executes it again as __main__; runpy then
 # warns that two copies may behave unpredictably. The __main__ copy below only hands over to the
 # package's copy, so there is one set of classes and functions; the warning says nothing here.
 # (Importing the tools lazily in the package's __init__ would avoid the double import itself, but that
@@ -142,7 +142,7 @@ if __name__ == "__main__":
     from absl import app
 
     # Run the copy the package imported (see the note on the warning filter at the top).
-    from introspective_tf import serving as _serving
+    from introspective_tf.tools import serving as _serving
 
     _serving.define_flags()
     app.run(_serving.main)

@@ -1,6 +1,6 @@
 r"""Seconds per training step of each method on the same model, batch and data, in one process.
 
-    python -m introspective_tf.benchmark --model=resnet20 --batch_size=128 --num_classes=10,100
+    python -m introspective_tf.tools.benchmark --model=resnet20 --batch_size=128 --num_classes=10,100
 
 A variant sets hyper-parameters after a colon, e.g.
 `--methods=standard,introspective,introspective:explanation_implementation=batch_jacobian`.
@@ -20,8 +20,9 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from introspective_tf import methods, models, provenance, records
-from introspective_tf.variants import parse_settings
+from introspective_tf import methods, models
+from introspective_tf.tools.variants import parse_settings
+from introspective_tf.training import provenance, records
 
 flags.DEFINE_string("model", "resnet20", "Backbone.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")

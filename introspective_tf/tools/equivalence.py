@@ -8,10 +8,10 @@ deterministic budget (the mini data, a few one-step epochs) under the old code (
 under the code on disk, and compares the loss after every epoch, the final training metrics and the
 validation metrics *exactly*:
 
-    python -m introspective_tf.equivalence --baseline=COMMIT
+    python -m introspective_tf.tools.equivalence --baseline=COMMIT
 
 If every replay of a method is bit-identical, it appends `{"code_hash": new, "same_as": old, ...}`
-to `results/code_equivalence.jsonl`, and `compare` accepts runs of the old hash as made by the new
+to `results/code_equivalence.jsonl`, and a study (`study.py`) accepts runs of the old hash as made by the new
 code. One differing replay and nothing is recorded for that method: its runs are retrained. The rows
 keep their own hash and commit, so the record of which code made a number is never rewritten.
 
@@ -32,10 +32,10 @@ import tarfile
 import tempfile
 from typing import Any
 
-from introspective_tf import provenance, records
 from introspective_tf.errors import ConfigError
+from introspective_tf.tools import study
+from introspective_tf.training import provenance, records
 
-EQUIVALENCE_PATH = os.path.join(provenance.REPOSITORY_DIR, "results", "code_equivalence.jsonl")
 DEFAULT_DATA = ("results/sweep_cifar10.jsonl", "results/compare_cifar10.jsonl")
 DEFAULT_CONFIGS = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
 MINI_DATA = os.path.join(os.path.dirname(provenance.REPOSITORY_DIR), "shared", "data", "cifar10-mini")
@@ -57,20 +57,6 @@ _NOT_FLAGS = ("hparams", "output_dir", "export_dir", "verbose", "momentum", "val
 _NO_FLAG = {"momentum": 0.9}  # ExperimentConfig fields without a train.py flag, at their defaults
 _NOT_DISTINCT = ("seed", "output_dir", "export_dir", "verbose", "validation_freq")
 _REPLAY = {"epochs": 3, "steps_per_epoch": 1, "batch_size": 32, "train_limit": 256}
-
-
-def accepted_code_hashes(code: str, path: str = EQUIVALENCE_PATH) -> set[str]:
-    """`code` and every hash recorded as equivalent to it, following `same_as` back through refactors."""
-    same_as: dict[str, set[str]] = {}
-    for row in records.read(path):
-        same_as.setdefault(row["code_hash"], set()).add(row["same_as"])
-    accepted, todo = {code}, [code]
-    while todo:
-        for older in same_as.get(todo.pop(), ()):
-            if older not in accepted:
-                accepted.add(older)
-                todo.append(older)
-    return accepted
 
 
 def _epochs_needed(config: dict[str, Any]) -> int:
@@ -130,10 +116,11 @@ def _run_train(tree: str, flags: list[str]) -> dict:
 
 def code_hashes(tree: str, method_names: list[str]) -> dict[str, str]:
     """The training-code hash of each method's runs under the code in `tree` (computed by that code)."""
-    snippet = (
-        "import json, sys; from introspective_tf import compare; "
-        "print(json.dumps({m: compare.current_code_hash(m) for m in sys.argv[1:]}))"
-    )
+    # The hash function is in tools/study.py since the package was layered (before: compare.py at the top).
+    # Chosen by file, not by trying the import: an editable install would answer for a module the tree lacks.
+    layered = os.path.isfile(os.path.join(tree, "introspective_tf", "tools", "study.py"))
+    module = "from introspective_tf.tools import study as s" if layered else "from introspective_tf import compare as s"
+    snippet = f"import json, sys; {module}; print(json.dumps({{m: s.current_code_hash(m) for m in sys.argv[1:]}}))"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tree}
     done = subprocess.run(
         [sys.executable, "-c", snippet, *method_names], cwd=tree, env=env, capture_output=True, text=True
@@ -191,20 +178,18 @@ def check(baseline: str, candidate: str, runs: list[dict], data: str = MINI_DATA
 
 def planned_runs(config_path: str) -> list[dict]:
     """The run lines of a comparison config as replayable runs (method defaults resolved)."""
-    from introspective_tf import compare
-
     with open(config_path) as f:
-        specs, teacher = compare.parse_config(f.read(), tempfile.gettempdir())
+        specs, teacher = study.parse_config(f.read(), tempfile.gettempdir())
     runs = []
     for spec in ([teacher] if teacher else []) + specs:
-        run = {"compare_run": spec.name, "config": compare.comparable(dataclasses.asdict(spec.config))}
+        run = {"compare_run": spec.name, "config": study.comparable(dataclasses.asdict(spec.config))}
         if spec.uses_teacher:
-            run["teacher"] = compare.comparable(dataclasses.asdict(teacher.config))
+            run["teacher"] = study.comparable(dataclasses.asdict(teacher.config))
         runs.append(run)
     return runs
 
 
-def record(verdicts: list[Verdict], baseline_commit: str, path: str = EQUIVALENCE_PATH) -> int:
+def record(verdicts: list[Verdict], baseline_commit: str, path: str = study.EQUIVALENCE_PATH) -> int:
     """Appends an equivalence row for every method whose replays were all identical; how many."""
     added = 0
     for verdict in verdicts:

@@ -1,6 +1,6 @@
 r"""How closely a cheaper explanation choice reproduces the exact soft targets, on a trained model.
 
-    python -m introspective_tf.agreement --model_path=runs/RUN/model.keras \
+    python -m introspective_tf.tools.agreement --model_path=runs/RUN/model.keras \
         --dataset=folder:../shared/data/cifar10 --eval_split=validation \
         --variants='explanation=gradient;explanation_estimator=jvp;num_probes=4,explanation=gradcam'
 
@@ -17,9 +17,9 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from introspective_tf import data as data_lib
 from introspective_tf import methods, soft_targets
-from introspective_tf.variants import parse_settings
+from introspective_tf.tools.variants import parse_settings
+from introspective_tf.training import data as data_lib
 
 FLAGS = flags.FLAGS
 

@@ -1,6 +1,6 @@
 r"""Does the self-explanation soft target carry the class similarity a trained teacher's does?
 
-    python -m introspective_tf.target_content --model_path=runs/RUN/model.keras \
+    python -m introspective_tf.tools.target_content --model_path=runs/RUN/model.keras \
         --teacher=runs/TEACHER/model.keras --dataset=folder:../shared/data/cifar10 \
         --output=results/target_content.json --figure=results/target_content.png
 
@@ -34,10 +34,12 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from introspective_tf import data as data_lib
-from introspective_tf import methods, provenance, resume, visualize
+from introspective_tf import methods
 from introspective_tf import teacher as teacher_lib
 from introspective_tf.errors import ConfigError
+from introspective_tf.tools import visualize
+from introspective_tf.training import data as data_lib
+from introspective_tf.training import provenance, resume
 
 FLAGS = flags.FLAGS
 

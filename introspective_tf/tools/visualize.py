@@ -4,7 +4,7 @@ For each image one figure row: the image; the explanation of the true class and 
 model ranks highest among the others (tf-keras-vis `Saliency`, `Gradcam` or SmoothGrad), with a colour
 bar; and a bar chart of the soft target q next to the model's prediction p. A caption under the rows
 says what p and q are. The maps are for looking; q is computed
-by the package's own `explanations` and `soft_targets` (the chosen explanation, in inference mode), so
+by the introspective method itself (the chosen explanation, in inference mode), so
 the bars show what the method would learn from on these images.
 
 Models are loaded from what this project writes: a `model.keras` file, a run folder (holds one), or
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from introspective_tf import explanations, export, methods, soft_targets
+from introspective_tf import export, methods
 from introspective_tf.errors import ConfigError
 
 EXPLAINERS = ("saliency", "gradcam", "smoothgrad")
@@ -68,7 +68,7 @@ class Explained:
     labels: np.ndarray  # [B]
     probabilities: np.ndarray  # [B, classes] the model's prediction p
     soft_target: np.ndarray  # [B, classes] q from the self-explanations
-    similarity: np.ndarray  # [B, classes] cosine similarity of each class's explanation to the true class's
+    similarity: np.ndarray  # [B, classes] similarity of each class's explanation to the true class's (cosine)
     shown_classes: np.ndarray  # [B, 1 + competitors]: the true class, then the top other predicted classes
     maps: np.ndarray  # [B, 1 + competitors, H, W] explanation maps in [0, 1]
 
@@ -83,18 +83,15 @@ def soft_target_and_prediction(
     epsilon: float = _TARGET["epsilon"],
     explanation: str = _TARGET["explanation"],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q, p, s) for a batch, with the package's own functions, as `Introspective.targets` in inference mode."""
-    if explanation not in explanations.EXPLANATIONS:
-        raise ConfigError(f"unknown explanation '{explanation}': use one of {', '.join(explanations.EXPLANATIONS)}")
+    """(q, p, s) for a batch: q and s by the introspective method itself (its explainer, similarity and
+    soft target, explaining a separate inference-mode pass), p the model's prediction."""
+    settings = dict(similarity_temperature=similarity_temperature, soft_target=soft_target, epsilon=epsilon)
+    settings.update(explanation=explanation, explanation_mode="inference")
+    trainer = methods.build("introspective", model, settings)
     images = tf.convert_to_tensor(images, tf.float32)
     labels = tf.convert_to_tensor(labels, tf.int32)
-    layer = explanations.with_layer_output(model, GRADCAM_LAYER) if explanation == "gradcam" else None
-    head = explanations.head_above(model, GRADCAM_LAYER) if explanation == "gradcam" else None
-    explained = explanations.all_class_explanations(
-        model, images, explanation=explanation, layer_and_logits=layer, head=head
-    )
-    similarity = soft_targets.cosine_similarity_to_true_class(explained, labels)
-    target = soft_targets.soft_target(similarity, labels, soft_target, similarity_temperature, epsilon)
+    similarity = trainer.similarity_to_true_class(images, labels)
+    target = trainer.soft_target_from_similarity(similarity, labels)
     probabilities = tf.nn.softmax(model(images, training=False), axis=-1)
     return target.numpy(), probabilities.numpy(), similarity.numpy()
 

@@ -3,7 +3,7 @@
 A row is a run's `results.json` without its per-epoch loss history (the history is in the run
 folder's `history.csv`): configuration, metrics (validation and training accuracy, NLL, ECE, step
 time) and provenance (commit, training-code hash, date, machine). Tables in README and docs/ are made
-from these files by `python -m introspective_tf.report`, never typed by hand.
+from these files by `python -m introspective_tf.tools.report`, never typed by hand.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import os
 import statistics
 from typing import Any
 
-from introspective_tf import resume
 from introspective_tf.errors import ConfigError
+from introspective_tf.training import resume
 
 _NOT_KEPT = ("train_loss_history", "export_dir")
 

@@ -1,0 +1,210 @@
+r"""Trains every run of a comparison config that has no finished row, then writes its report and chart.
+
+    python -m introspective_tf.tools.compare --config=configs/compare_cifar10.cfg
+
+The config format and when a finished run is reused: `study.py`. After changing one line, one
+method's defaults or the training code, re-running retrains only what changed; a crashed run resumes
+from its backup. The report is made from the data file alone (`report.py`): `--notrain` regenerates
+it on any machine without training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+from introspective_tf import quiet
+from introspective_tf.errors import ConfigError
+from introspective_tf.tools import report, study
+from introspective_tf.tools.study import TEACHER, RunSpec
+from introspective_tf.training import experiment, records
+
+
+def train(run: RunSpec, teacher: RunSpec | None, data_path: str | None = None) -> dict[str, Any]:
+    """Trains `run` in this process and adds its row to `data_path`. A stale run folder this tool made
+    (another configuration or training code) is cleared first; a crashed run of the same configuration
+    and code resumes from its backup. A folder this tool did not make is never touched."""
+    import keras
+
+    wanted = {**study.run_identity(run, teacher), "code_hash": study.current_code_hash(run.config.method)}
+    marker = os.path.join(run.config.output_dir, "compare_config.json")
+    try:
+        with open(marker) as f:
+            same = json.load(f) == wanted
+    except FileNotFoundError:
+        if os.path.isdir(run.config.output_dir) and os.listdir(run.config.output_dir):
+            raise ConfigError(
+                f"{run.config.output_dir} holds a run of another configuration that this tool did not "
+                "make: move it away or use another --runs_dir"
+            ) from None
+        same = False
+    except (OSError, ValueError):
+        same = False
+    if not same and os.path.isdir(run.config.output_dir):
+        shutil.rmtree(run.config.output_dir)
+    os.makedirs(run.config.output_dir, exist_ok=True)
+    experiment.write_json(marker, wanted)
+    keras.backend.clear_session()
+    extra = {"compare_run": run.name, **({"teacher": wanted["teacher"]} if run.uses_teacher else {})}
+    results = experiment.run(dataclasses.replace(run.config, hparams=dict(run.config.hparams)), extra_results=extra)
+    results["train_eval_accuracy"] = training_set_accuracy(
+        run.config, os.path.join(run.config.output_dir, "model.keras")
+    )
+    if data_path:
+        records.add(data_path, records.row_from_results(results))
+    return results
+
+
+def training_set_accuracy(config: experiment.ExperimentConfig, model_path: str) -> float:
+    """Accuracy of the trained model on all its training images, unaugmented and in inference mode:
+    whether the network fits its data (the running accuracy `fit` reports is over augmented images,
+    in training mode, while the weights still move)."""
+    import keras
+    import numpy as np
+
+    from introspective_tf.training import data as data_lib
+
+    data = data_lib.load(
+        config.dataset,
+        batch_size=1,
+        data_dir=config.data_dir,
+        eval_split=config.eval_split,
+        validation_split=config.validation_split,
+        train_limit=config.train_limit,
+        seed=config.seed,
+        augment=False,
+    )
+    model = keras.models.load_model(model_path, compile=False)
+    correct = total = 0
+    for images, labels in data.train.unbatch().batch(256):
+        predicted = np.argmax(model(images, training=False), axis=-1)
+        correct += int(np.sum(predicted == labels.numpy()))
+        total += len(predicted)
+    return correct / total
+
+
+def complete_training_set_accuracy(
+    study_rows: list[dict], runs: list[RunSpec], teacher: RunSpec | None, data_path: str
+) -> int:
+    """Adds `train_eval_accuracy` to finished rows that lack it while their run folder still holds the
+    model (rows made before it was measured); returns how many rows it completed."""
+    completed = 0
+    for run in runs:
+        row = study.finished_row(run, teacher, study_rows)
+        model_path = os.path.join(run.config.output_dir, "model.keras")
+        if row is None or "train_eval_accuracy" in row or not os.path.exists(model_path):
+            continue
+        if row.get("provenance", {}).get("date", "") > _modified(model_path):
+            continue  # the model file is older than the row: not this run's model
+        records.add(data_path, {**row, "train_eval_accuracy": training_set_accuracy(run.config, model_path)})
+        completed += 1
+    return completed
+
+
+def _modified(path: str) -> str:
+    import datetime
+
+    stamp = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
+    return stamp.isoformat(timespec="seconds")
+
+
+def compare(
+    config_path: str,
+    runs_dir: str = "",
+    report_path: str = "",
+    chart_path: str = "",
+    train_missing: bool = True,
+    data_path: str = "",
+    only: list[str] | None = None,
+) -> list[tuple[RunSpec, list[dict]]]:
+    """Trains what is missing (the teacher first; with `only`, just those run lines), then writes the
+    report and the chart from the run data."""
+    planned = study.load_study(config_path, runs_dir, report_path, chart_path, data_path)
+    runs, teacher, data_path = planned.runs, planned.teacher, planned.data_path
+    unknown = sorted(set(only or []) - {r.name for r in runs})
+    if unknown:
+        raise ConfigError(f"--runs names '{unknown[0]}', which is not a run line of {config_path}")
+    rows = records.read(data_path)
+    seeds_order = list(dict.fromkeys(r.config.seed for r in runs))
+    # Seed by seed: if time runs out, every method has its first seeds.
+    selected = [r for r in runs if not only or r.name in only]
+    order = ([teacher] if teacher and any(r.uses_teacher for r in selected) else []) + sorted(
+        selected, key=lambda r: seeds_order.index(r.config.seed)
+    )
+    failures = []
+    for number, run in enumerate(order, 1):
+        if study.is_done(run, teacher, rows):
+            print(
+                f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: reusing a row of {data_path}", flush=True
+            )
+        elif train_missing:
+            if run.uses_teacher and not os.path.exists(run.config.hparams["teacher"]):
+                # The teacher's row may be data from another machine: its model file is not.
+                print(
+                    f"[{number}/{len(order)}] {TEACHER} seed {teacher.config.seed}: training (kd needs its model file)",
+                    flush=True,
+                )
+                try:
+                    train(teacher, teacher, data_path)
+                except ConfigError as err:
+                    failures.append(f"{run.name} seed {run.config.seed}: no teacher ({err})")
+                    continue
+                rows = records.read(data_path)
+            print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: training", flush=True)
+            try:
+                train(run, teacher, data_path)
+                rows = records.read(data_path)
+            except ConfigError as err:
+                failures.append(f"{run.name} seed {run.config.seed}: {err}")
+                print(f"error: {failures[-1]}", file=sys.stderr, flush=True)
+        else:
+            print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: missing", flush=True)
+    if complete_training_set_accuracy(rows, runs + ([teacher] if teacher else []), teacher, data_path):
+        rows = records.read(data_path)
+    groups = study.group_results(runs, teacher, rows)
+    if not any(results for _, results in groups):
+        raise ConfigError(f"no finished run of this config in {data_path}")
+    for path in (planned.report_path, planned.chart_path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    stem = os.path.splitext(os.path.basename(config_path))[0]
+    report.bar_chart(groups, planned.chart_path, f"{stem}: mean ± std over seeds")
+    with open(planned.report_path, "w") as f:
+        f.write(report.study_page(groups, config_path, planned.chart_path, planned.report_path, data_path))
+    print(report.markdown_table(groups))
+    print(f"wrote {planned.report_path} and {planned.chart_path}")
+    if failures:
+        raise ConfigError(f"{len(failures)} run(s) failed: {'; '.join(failures)}")
+    return groups
+
+
+def main(argv):
+    from absl import flags
+
+    del argv
+    quiet.command_defaults()
+    FLAGS = flags.FLAGS
+    try:
+        compare(FLAGS.config, FLAGS.runs_dir, FLAGS.report, FLAGS.chart, FLAGS.train, FLAGS.data, FLAGS.runs)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string(
+        "config", None, "Comparison config: one run per line (see this module's docstring).", required=True
+    )
+    flags.DEFINE_string("runs_dir", "", "Folder of the runs; default runs/<config name>.")
+    flags.DEFINE_string("report", "", "Markdown report to write; default <runs_dir>/results.md.")
+    flags.DEFINE_string("chart", "", "PNG bar chart to write; default the report's path with .png.")
+    flags.DEFINE_bool("train", True, "Train missing runs; --notrain only collects finished ones.")
+    flags.DEFINE_list("runs", [], "Train only these run lines (the report still lists every line).")
+    flags.DEFINE_string(
+        "data", "", "JSON-lines file of finished runs; default the config's data line, else <runs_dir>/runs.jsonl."
+    )
+    app.run(main)

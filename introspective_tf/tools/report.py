@@ -1,0 +1,555 @@
+r"""Remakes every generated table in README.md and docs/ from the committed run data.
+
+    python -m introspective_tf.tools.report            # rewrite what changed
+    python -m introspective_tf.tools.report --check    # exit 1 if a file differs from what the data gives
+
+Sources: each study config in `STUDIES` (its `data` file of finished runs, `results/*.jsonl`) gives
+its report page (`docs/results.md`, `docs/sweep.md`: `study_page`, which `compare` writes too), and
+`results/benchmark.jsonl` (`python -m introspective_tf.tools.benchmark --output=...`) the step-time
+tables. In Markdown files a
+generated block sits between `<!-- generated: NAME -->` and `<!-- end generated -->`; only the text
+between the markers is replaced, so prose around a table stays the authors'. A test runs `--check`, so
+a table cannot drift from its data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import sys
+from typing import Any, Callable
+
+from introspective_tf import methods
+from introspective_tf.errors import ConfigError
+from introspective_tf.tools.study import TEACHER, RunSpec, load_study, made_by_current_code
+from introspective_tf.training import provenance, records
+
+STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
+COMPARISON = "configs/compare_cifar10.cfg"
+SWEEP = "configs/sweep_cifar10.cfg"
+BENCHMARK_DATA = "results/benchmark.jsonl"
+TARGET_CONTENT_DATA = "results/target_content.json"
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+
+# The comparison's run lines that the README's verdict names.
+SELF_REGULARISERS = ("label_smoothing", "confidence_penalty", "pskd", "tfkd_reg")
+
+
+def _mean(rows: list[dict], key: Callable[[dict], float | None]) -> float | None:
+    values = [v for v in map(key, rows) if v is not None]
+    return statistics.mean(values) if values else None
+
+
+def _accuracy(row: dict) -> float:
+    return 100 * row["eval_accuracy"]
+
+
+def _flags_text(run: RunSpec) -> str:
+    return " ".join(f"--{k}={v}" for k, v in run.flags.items() if k != "method") or "-"
+
+
+def _train_accuracy(row: dict) -> float | None:
+    """The last epoch's running training accuracy (augmented images, training mode), as `fit` reports it."""
+    return row.get("final_train_metrics", {}).get("accuracy")
+
+
+def _fit_accuracy(row: dict) -> float | None:
+    """Accuracy on the unaugmented training images in inference mode after training (`training_set_accuracy`)."""
+    return row.get("train_eval_accuracy")
+
+
+def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
+    eval_split = next((r[0]["eval_split"] for _, r in groups if r), "eval")
+    header = [
+        "run",
+        "method",
+        "model",
+        "flags",
+        "seeds",
+        f"{eval_split} accuracy %",
+        "train accuracy %",
+        "running train accuracy %",
+        f"{eval_split} NLL",
+        "ECE %",
+        "s/step",
+        "x standard",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    standard = [
+        r["seconds_per_step"]
+        for run, results in groups
+        if run.config.method == "standard" and run.name != TEACHER
+        for r in results
+        if r.get("seconds_per_step")
+    ]
+    for run, results in groups:
+        if not results:
+            cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run"] + ["-"] * 6
+        else:
+            steps = [r["seconds_per_step"] for r in results if r.get("seconds_per_step")]
+            eces = [r["eval_ece"] for r in results if r.get("eval_ece") is not None]  # runs since calibration
+            train = [a for a in map(_train_accuracy, results) if a is not None]
+            fit = [a for a in map(_fit_accuracy, results) if a is not None]
+            cells = [
+                run.name,
+                run.config.method,
+                run.config.model,
+                f"`{_flags_text(run)}`",
+                ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in results),
+                records.mean_std([r["eval_accuracy"] for r in results], 100),
+                records.mean_std(fit, 100) if fit else "-",
+                records.mean_std(train, 100) if train else "-",
+                records.mean_std([r["eval_loss"] for r in results], 1, 3),
+                records.mean_std(eces, 100) if eces else "-",
+                f"{statistics.median(steps):.3f}" if steps else "-",
+                f"{statistics.median(steps) / statistics.median(standard):.2f}" if steps and standard else "-",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -> None:
+    """Accuracy, NLL and seconds per step of every finished run line (not the teacher): mean ± std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [(run, results) for run, results in groups if results and run.name != TEACHER]
+    if not done:
+        return
+    names = [run.name for run, _ in done]
+    panels = [
+        ("accuracy %", lambda r: 100 * r["eval_accuracy"]),
+        ("NLL", lambda r: r["eval_loss"]),
+        ("seconds per step (median of run)", lambda r: r["seconds_per_step"] or 0.0),
+    ]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(names) + 1.6), sharey=True)
+    for axis, (label, value) in zip(axes, panels):
+        values = [[value(r) for r in results] for _, results in done]
+        means = [statistics.mean(v) for v in values]
+        stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+        axis.barh(range(len(names)), means, xerr=stds, capsize=3, color="tab:blue")
+        axis.set_xlabel(label)
+        axis.grid(axis="x", alpha=0.3)
+        if label.startswith("accuracy"):
+            low = min(m - s for m, s in zip(means, stds))
+            axis.set_xlim(max(0.0, low - 5), max(m + s for m, s in zip(means, stds)) + 2)
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def provenance_summary(rows: list[dict]) -> str:
+    """Which code, when and where: commits, training-code hashes, dates and machines of `rows`."""
+    origins = [r.get("provenance", {}) for r in rows]
+    commits = sorted(
+        {(o.get("git_commit") or "unknown")[:10] + (" (modified)" if o.get("git_dirty") else "") for o in origins}
+    )
+    dates = sorted(o["date"][:10] for o in origins if o.get("date"))
+    machines = sorted(
+        {
+            f"{o['machine']['cpu']}, {o['machine']['cpu_count']} cores"
+            + (f" + {'/'.join(o['machine']['accelerators'])}" if o["machine"].get("accelerators") else ", no GPU")
+            for o in origins
+            if o.get("machine")
+        }
+    )
+    when = (
+        f"between {dates[0]} and {dates[-1]}"
+        if dates and dates[0] != dates[-1]
+        else (f"on {dates[0]}" if dates else "at unknown dates")
+    )
+    return (
+        f"{when} from commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, one at a time, on "
+        f"{'; '.join(machines) or 'unrecorded machines'}"
+    )
+
+
+def study_page(groups, config_path: str, chart_path: str, report_path: str, data_path: str = "") -> str:
+    """A study's Markdown page: how the numbers were made (budget, data, seeds, machine), table, chart."""
+    finished = [r for _, results in groups for r in results]
+    students = [r for run, results in groups if run.name != TEACHER for r in results]
+    teacher = [r for run, results in groups if run.name == TEACHER for r in results]
+    seeds = sorted({r["config"]["seed"] for r in students})
+    command = f"python -m introspective_tf.tools.compare --config={config_path}"
+
+    def budget(r):
+        c = r["config"]
+        return (
+            f"{r['model']}, {r['epochs']} epochs x {r['steps_per_epoch']} steps of batch {c['batch_size']} "
+            f"on {r['num_train']} training images of `{r['dataset'].replace('folder:', '')}`, "
+            f"lr {c['learning_rate']} ({c['schedule']}), weight decay {c['weight_decay']}"
+        )
+
+    lines = [
+        f"# Method comparison ({os.path.splitext(os.path.basename(config_path))[0]})",
+        "",
+        f"Generated from the run data `{data_path}` by `{command}` (or `python -m introspective_tf.tools.report`, "
+        "which remakes every generated table); do not edit by hand.",
+        "What each method does and what the KD variants isolate: [baselines.md](baselines.md).",
+        "",
+    ]
+    if students:
+        r = students[0]
+        lines += [
+            f"**Budget.** Students: {budget(r)}; seeds {', '.join(map(str, seeds))}. "
+            f"Scored on the {r['eval_split']} split ({r['num_eval']} images"
+            + (
+                " held out of the training images, never trained on; no test split is used"
+                if r["eval_split"] == "validation"
+                else ""
+            )
+            + ")."
+            + (f" Teacher for kd: {budget(teacher[0])}, seed {teacher[0]['config']['seed']}." if teacher else ""),
+            f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min "
+            f"over {len(finished)} runs "
+            f"made {provenance_summary(finished)}.",
+            "",
+            "Accuracy, NLL and ECE (15 bins): mean ± std over seeds, on the held-out split. Train accuracy: on all the "
+            "training images, unaugmented, in inference mode, after training; running train accuracy: the last "
+            "epoch's running accuracy on augmented images, as `fit` reports it. s/step: median over "
+            "seeds of each run's median training-step wall time (first step of each epoch excluded); x standard: "
+            "that over the standard rows' median. Runs were made at different times and machines may have been "
+            "busy, so read step times as rough ratios; `python -m introspective_tf.tools.benchmark` measures them "
+            "in one process. Each run's flags are the config's `common` line plus its own."
+            + (
+                " †: a seed made by training code other than the current (see `provenance.py`); running the "
+                "config again retrains it."
+                if not all(made_by_current_code(r) for r in finished)
+                else ""
+            ),
+            "",
+        ]
+    lines += [
+        markdown_table(groups),
+        "",
+        f"![accuracy, NLL and seconds per step]({os.path.relpath(chart_path, os.path.dirname(report_path) or '.')})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# Columns shown for the method's hyper-parameters, when the runs differ in them.
+HPARAM_COLUMNS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon")
+HPARAM_COLUMNS += ("explanation", "similarity", "explanation_estimator", "num_probes")  # docs/fast_introspection.md
+
+
+def _hparams(result: dict) -> dict[str, Any]:
+    """The run's hyper-parameters; ones it did not record (runs made before results.json recorded every
+    one) count as the method's current defaults."""
+    try:
+        declared = methods.resolve(result["method"])
+    except ConfigError:  # a method that no longer exists
+        return {}
+    given = result["config"].get("hparams", {})
+    return {key: given.get(key, default) for key, default in declared.items()}
+
+
+def _key(result: dict, columns: tuple[str, ...]) -> tuple:
+    hparams = _hparams(result)
+    return (result["method"], result["model"], *(hparams.get(c, "") for c in columns))
+
+
+def runs_table(results: list[dict[str, Any]]) -> str:
+    """Run folders' results.json, grouped by method, model and the hyper-parameters they differ in (seeds
+    pooled): mean ± std of accuracy, NLL and ECE, the soft target's mass on y, the median step time."""
+    columns = tuple(
+        c for c in HPARAM_COLUMNS if len({str(_hparams(r).get(c)) for r in results if r["method"] != "standard"}) > 1
+    )
+    groups: dict[tuple, list[dict]] = {}
+    for result in results:
+        groups.setdefault(_key(result, columns), []).append(result)
+    header = [
+        "method",
+        "model",
+        *columns,
+        "seeds",
+        f"{results[0]['eval_split']} accuracy %",
+        "loss (NLL)",
+        "ECE %",
+        "target mass on y",
+        "s/step",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, group in sorted(groups.items(), key=lambda kv: -statistics.mean(r["eval_accuracy"] for r in kv[1])):
+        mass = [r["final_train_metrics"].get("target_true_mass") for r in group if r.get("final_train_metrics")]
+        mass = [m for m in mass if m is not None]
+        steps = [r["seconds_per_step"] for r in group if r.get("seconds_per_step")]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    *map(str, key),
+                    str(len(group)),
+                    records.mean_std([r["eval_accuracy"] for r in group], 100),
+                    records.mean_std([r["eval_loss"] for r in group], 1, 3),
+                    records.mean_std([r["eval_ece"] for r in group], 100)
+                    if all("eval_ece" in r for r in group)
+                    else "-",
+                    records.mean_std(mass, 1, 2) if mass else "-",
+                    f"{statistics.median(steps):.3f}" if steps else "-",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def comparison_table(groups) -> str:
+    """A compact table of a study: one line per run line with finished seeds (step times: the benchmark)."""
+    lines = ["| run | seeds | validation accuracy % | train accuracy % | NLL | ECE % |", "|---|---|---|---|---|---|"]
+    for run, rows in groups:
+        if run.name == TEACHER:
+            continue
+        if not rows:
+            lines.append(f"| {run.name} | 0 | not run yet | | | |")
+            continue
+        train = [100 * a for a in map(_fit_accuracy, rows) if a is not None]
+        eces = [100 * r["eval_ece"] for r in rows if r.get("eval_ece") is not None]
+        older = sum(not made_by_current_code(r) for r in rows)
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    run.name,
+                    f"{len(rows)}" + (f" ({older}†)" if older else ""),
+                    records.mean_std([_accuracy(r) / 100 for r in rows], 100),
+                    records.mean_std([t / 100 for t in train], 100) if train else "-",
+                    records.mean_std([r["eval_loss"] for r in rows], 1, 3),
+                    records.mean_std([e / 100 for e in eces], 100) if eces else "-",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def verdict(groups) -> str:
+    """The issue's targets checked against the comparison's numbers, as generated Markdown bullets."""
+    by_name = {run.name: rows for run, rows in groups}
+
+    def accuracy(name: str) -> tuple[float | None, int]:
+        rows = by_name.get(name, [])
+        return _mean(rows, _accuracy), len(rows)
+
+    intro, intro_n = accuracy("introspective")
+    standard, standard_n = accuracy("standard")
+    kd, kd_n = accuracy("kd")
+    peers = {name: accuracy(name) for name in SELF_REGULARISERS if accuracy(name)[0] is not None}
+    lines = []
+    if intro is None or standard is None:
+        return "- Not measured yet: the comparison has no finished introspective and standard runs."
+    complete = min([intro_n, standard_n, kd_n or 0, *(n for _, n in peers.values())]) >= 3 and len(peers) == len(
+        SELF_REGULARISERS
+    )
+    lines.append(
+        f"- Introspective {intro:.2f} % vs standard {standard:.2f} %: {intro - standard:+.2f} points "
+        f"(target: +1.00 or more) - {'met' if intro - standard >= 1.0 else 'not met'}."
+    )
+    if peers:
+        best = max(peers, key=lambda n: peers[n][0])
+        lines.append(
+            f"- Best teacher-free regulariser measured: {best} {peers[best][0]:.2f} %; introspective "
+            f"{intro - peers[best][0]:+.2f} points (target: 0 or more) - "
+            f"{'met' if intro >= peers[best][0] else 'not met'}."
+        )
+    if kd is not None:
+        lines.append(
+            f"- KD from a trained teacher {kd:.2f} %; introspective {intro - kd:+.2f} points "
+            f"(target: -0.50 or more) - {'met' if intro - kd >= -0.5 else 'not met'}."
+        )
+    seeds = f"seeds per line: introspective {intro_n}, standard {standard_n}" + (
+        f", kd {kd_n}" if kd is not None else ""
+    )
+    lines.append(
+        f"- Means over the seeds finished so far ({seeds})"
+        + (
+            "."
+            if complete
+            else "; the comparison is not complete yet (3 seeds of every line), so these are interim numbers."
+        )
+    )
+    return "\n".join(lines)
+
+
+def regime_table(studies: dict[str, list]) -> str:
+    """Does standard training fit its data? Training vs validation accuracy of the reference lines of
+    each study (per seed), from their run data."""
+    lines = [
+        "| study | run | seed | train accuracy % | running train accuracy % | validation accuracy % | gap (points) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for config, groups in studies.items():
+        for run, rows in groups:
+            if run.name not in ("standard", "label_smoothing", TEACHER):
+                continue
+            for row in sorted(rows, key=lambda r: r["config"]["seed"]):
+                fit, running = _fit_accuracy(row), _train_accuracy(row)
+                fit_text = f"{100 * fit:.2f}" if fit is not None else "-"
+                gap = f"{100 * fit - _accuracy(row):.2f}" if fit is not None else "-"
+                lines.append(
+                    f"| {os.path.basename(config)} | {run.name} ({row['model']}) | {row['config']['seed']} | "
+                    f"{fit_text} | {100 * running:.2f} | {_accuracy(row):.2f} | {gap} |"
+                )
+    if len(lines) == 2:
+        return "Not measured yet."
+    standard = [
+        row
+        for groups in studies.values()
+        for run, rows in groups
+        if run.name == "standard"
+        for row in rows
+        if _fit_accuracy(row) is not None
+    ]
+    summary = ""
+    if standard:
+        fits = [100 * _fit_accuracy(r) for r in standard]
+        gaps = [100 * _fit_accuracy(r) - _accuracy(r) for r in standard]
+        reached = sum(f >= 98.0 for f in fits)
+        summary = (
+            f"\n\nStandard training over {len(fits)} runs: training accuracy {min(fits):.2f}-{max(fits):.2f} % "
+            f"(98 % or more in {reached} of {len(fits)}), {statistics.mean(gaps):.1f} points above validation "
+            "accuracy on average."
+        )
+    return "\n".join(lines) + summary
+
+
+def benchmark_table(rows: list[dict]) -> str:
+    """Step-time ratios to standard per (model, choice, class count), from benchmark rows."""
+    if not rows:
+        return "Not measured yet: run `python -m introspective_tf.tools.benchmark --output=results/benchmark.jsonl`."
+    counts = sorted({r["num_classes"] for r in rows})
+    choices = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
+    header = "| model | choice | " + " | ".join(f"C = {c}" for c in counts) + " |"
+    lines = [header, "|---|---|" + "---|" * len(counts)]
+    for model, choice in choices:
+        cells = []
+        for c in counts:
+            found = [r for r in rows if (r["model"], r["method"], r["num_classes"]) == (model, choice, c)]
+            cells.append(f"{found[-1]['ratio']:.2f} ({found[-1]['median_seconds']:.3f} s)" if found else "-")
+        lines.append(f"| {model} | `{choice}` | " + " | ".join(cells) + " |")
+    origins = sorted(
+        {
+            f"{r['provenance']['machine']['cpu']} ({r['provenance']['machine']['cpu_count']} cores), "
+            f"{r['provenance']['date'][:10]}, commit {(r['provenance']['git_commit'] or 'unknown')[:10]}"
+            for r in rows
+        }
+    )
+    return (
+        "\n".join(lines)
+        + "\n\nRatio to `standard` in the same process (median step time in brackets); measured on "
+        + "; ".join(origins)
+        + "."
+    )
+
+
+def blocks() -> dict[str, str]:
+    """Every named generated block's Markdown."""
+    studies = {config: load_study(config).groups() for config in STUDIES}
+    groups = studies[COMPARISON]
+    return {
+        "comparison": comparison_table(groups),
+        "sweep": comparison_table(studies[SWEEP]),
+        "verdict": verdict(groups),
+        "regime": regime_table(studies),
+        "benchmark": benchmark_table(records.read(BENCHMARK_DATA)),
+        "target-content": target_content_table(TARGET_CONTENT_DATA),
+    }
+
+
+def target_content_table(path: str) -> str:
+    """What the introspective target carries against a teacher's soft targets (target_content.py's JSON)."""
+    if not os.path.exists(path):
+        return f"Not measured yet: the command above writes `{path}`."
+    import json
+
+    from introspective_tf.tools import target_content
+
+    with open(path) as f:
+        result = json.load(f)
+    origin = result.get("provenance", {})
+    return (
+        target_content.markdown_table(result) + f"\n\n{result.get('num_images', '?')} held-out images; model "
+        f"`{result.get('model_path')}`, teacher `{result.get('teacher_path')}`; "
+        f"measured {origin.get('date', '?')[:10]} "
+        f"at commit {(origin.get('git_commit') or 'unknown')[:10]}.\n\n"
+        "![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)"
+    )
+
+
+def _fill(text: str, generated: dict[str, str], path: str) -> str:
+    def replace(match):
+        name = match.group("name")
+        if name not in generated:
+            raise SystemExit(f"error: {path} has a generated block '{name}' that report.py does not make")
+        return f"{match.group(1)}{generated[name]}\n{match.group(4)}"
+
+    return BLOCK.sub(replace, text)
+
+
+def outputs() -> dict[str, str]:
+    """{path: its generated text} for every study page and every Markdown file with generated blocks."""
+    result = {}
+    for config in STUDIES:
+        study = load_study(config)
+        result[study.report_path] = study_page(
+            study.groups(), study.config_path, study.chart_path, study.report_path, study.data_path
+        )
+    generated = blocks()
+    markdown = ["README.md"] + [os.path.join("docs", f) for f in sorted(os.listdir("docs")) if f.endswith(".md")]
+    for path in markdown:
+        text = result.get(path)
+        if text is None:
+            with open(path) as f:
+                text = f.read()
+        if BLOCK.search(text):
+            result[path] = _fill(text, generated, path)
+    return result
+
+
+def stale() -> list[str]:
+    """The files whose text differs from what the committed data gives."""
+    different = []
+    for path, text in outputs().items():
+        try:
+            with open(path) as f:
+                same = f.read() == text
+        except FileNotFoundError:
+            same = False
+        if not same:
+            different.append(path)
+    return different
+
+
+def main(argv: list[str]) -> None:
+    os.chdir(provenance.REPOSITORY_DIR)
+    if "--check" in argv[1:]:
+        different = stale()
+        if different:
+            sys.exit(
+                f"error: generated text differs from the run data in {', '.join(different)}: "
+                "run python -m introspective_tf.tools.report"
+            )
+        print("every generated table matches the run data")
+        return
+    for path, text in outputs().items():
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"wrote {path}")
+    for config in STUDIES:  # the charts beside the study pages
+        study = load_study(config)
+        if records.read(study.data_path):
+            bar_chart(
+                study.groups(),
+                study.chart_path,
+                f"{os.path.splitext(os.path.basename(config))[0]}: mean ± std over seeds",
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv)
