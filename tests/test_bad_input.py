@@ -169,3 +169,21 @@ def test_teacher_file_missing_or_not_a_model(tmp_path):
     (tmp_path / "junk.keras").write_text("junk")
     with pytest.raises(ConfigError, match="cannot load teacher '.*junk.keras' as a .keras model"):
         teacher.load(str(tmp_path / "junk.keras"), (32, 32, 3), 10)
+
+
+@pytest.mark.parametrize(
+    "command,message",
+    [
+        (["benchmark", "--methods=standard,introspective:alpha=lots"], "alpha=lots is not a valid float"),
+        (["benchmark", "--methods=introspective:alpha"], "error: a variant's settings look like key=value"),
+        (["agreement", "--model_path=none.keras", "--variants=colour=red"], "takes no hyper-parameter 'colour'"),
+    ],
+)
+def test_tools_refuse_bad_variants_in_one_line_before_any_work(command, message):
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", f"introspective_tf.tools.{command[0]}", *command[1:]], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert message in done.stderr

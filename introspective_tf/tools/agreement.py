@@ -12,12 +12,15 @@ Variants use the benchmark's `key=value;key=value` syntax.
 
 from __future__ import annotations
 
+import sys
+
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
 from introspective_tf import methods, soft_targets
+from introspective_tf.errors import ConfigError
 from introspective_tf.tools.variants import parse_settings
 from introspective_tf.training import data as data_lib
 
@@ -84,12 +87,21 @@ def compare_targets(backbone: keras.Model, batches, reference: dict, variants: l
 
 def main(argv):
     del argv
+    try:
+        _agreement()
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
+def _agreement() -> None:
+    reference = parse_settings(FLAGS.reference)
+    variants = [parse_settings(v) for v in FLAGS.variants]
+    for settings, spec in zip([reference, *variants], [FLAGS.reference, *FLAGS.variants]):
+        methods.resolve("introspective", settings, spec or "reference")  # before any model or data is loaded
     backbone = keras.saving.load_model(FLAGS.model_path)
     data = data_lib.load(
         FLAGS.dataset, batch_size=FLAGS.batch_size, eval_split=FLAGS.eval_split, validation_split=FLAGS.validation_split
     )
-    reference = parse_settings(FLAGS.reference)
-    variants = [parse_settings(v) for v in FLAGS.variants]
     rows = compare_targets(backbone, data.eval.take(FLAGS.batches), reference, variants)
     print(
         f"model={FLAGS.model_path} data={FLAGS.dataset} {data.eval_split} batches={FLAGS.batches}x{FLAGS.batch_size} "

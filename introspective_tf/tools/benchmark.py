@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 
 import keras
@@ -21,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from introspective_tf import methods, models
+from introspective_tf.errors import ConfigError
 from introspective_tf.tools.variants import parse_settings
 from introspective_tf.training import provenance, records
 
@@ -73,6 +75,16 @@ def time_methods(specs: list[str], model: str, batch_size: int, num_classes: int
 
 def main(argv):
     del argv
+    try:
+        for spec in FLAGS.methods:  # every variant checked before anything is timed
+            name, hparams = _parse_variant(spec)
+            methods.resolve(name, hparams, spec)
+        _benchmark()
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
+def _benchmark() -> None:
     image_shape = tuple(int(d) for d in FLAGS.image_shape)
     for num_classes in (int(c) for c in FLAGS.num_classes):
         seconds = time_methods(
