@@ -45,8 +45,10 @@ def _accuracy(row: dict) -> float:
     return 100 * row["eval_accuracy"]
 
 
-def _flags_text(run: RunSpec) -> str:
-    return " ".join(f"--{k}={v}" for k, v in run.flags.items() if k != "method") or "-"
+def _flags_cell(run: RunSpec) -> str:
+    """A run line's own flags (besides --method) as code, or "-"."""
+    text = " ".join(f"--{k}={v}" for k, v in run.flags.items() if k != "method")
+    return f"`{text}`" if text else "-"
 
 
 def _train_accuracy(row: dict) -> float | None:
@@ -85,7 +87,7 @@ def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
     ]
     for run, results in groups:
         if not results:
-            cells = [run.name, run.config.method, run.config.model, _flags_text(run), "0", "not run"] + ["-"] * 6
+            cells = [run.name, run.config.method, run.config.model, _flags_cell(run), "0", "not run"] + ["-"] * 6
         else:
             steps = [r["seconds_per_step"] for r in results if r.get("seconds_per_step")]
             eces = [r["eval_ece"] for r in results if r.get("eval_ece") is not None]  # runs since calibration
@@ -95,7 +97,7 @@ def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
                 run.name,
                 run.config.method,
                 run.config.model,
-                f"`{_flags_text(run)}`",
+                _flags_cell(run),
                 ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in results),
                 records.mean_std([r["eval_accuracy"] for r in results], 100),
                 records.mean_std(fit, 100) if fit else "-",
