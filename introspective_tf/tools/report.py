@@ -29,7 +29,8 @@ STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
 COMPARISON = "configs/compare_cifar10.cfg"
 SWEEP = "configs/sweep_cifar10.cfg"
 BENCHMARK_DATA = "results/benchmark.jsonl"
-TARGET_CONTENT_DATA = "results/target_content.json"
+TARGET_CONTENT_DIR = "results/target_content"  # one JSON per analysed model (target_content.py --output)
+TARGET_CONTENT_DETAIL = "tau_0.01-seed10.json"  # the one whose per-class table and figure the page shows
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 # The comparison's run lines that the README's verdict names.
@@ -460,27 +461,50 @@ def blocks() -> dict[str, str]:
         "verdict": verdict(groups),
         "regime": regime_table(studies),
         "benchmark": benchmark_table(records.read(BENCHMARK_DATA)),
-        "target-content": target_content_table(TARGET_CONTENT_DATA),
+        "target-content": target_content_table(TARGET_CONTENT_DIR, TARGET_CONTENT_DETAIL),
     }
 
 
-def target_content_table(path: str) -> str:
-    """What the introspective target carries against a teacher's soft targets (target_content.py's JSON)."""
-    if not os.path.exists(path):
-        return f"Not measured yet: the command above writes `{path}`."
+def target_content_table(folder: str, detail: str) -> str:
+    """What the introspective target carries against a teacher's soft targets: a row per analysed model
+    (target_content.py's JSON files in `folder`), then the per-class table of `detail`."""
     import json
 
     from introspective_tf.tools import target_content
 
-    with open(path) as f:
-        result = json.load(f)
-    origin = result.get("provenance", {})
+    names = sorted(f for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
+    if not names:
+        return f"Not measured yet: the command above writes `{folder}/NAME.json`."
+    results = {}
+    for name in names:
+        with open(os.path.join(folder, name)) as f:
+            results[name] = json.load(f)
+    run = lambda path: os.path.basename(os.path.dirname(path)) if path.endswith(".keras") else path  # noqa: E731
+    lines = [
+        "| analysed model | its accuracy % | tau | teacher | teacher accuracy % | intro vs teacher "
+        "| intro vs confusion | teacher vs confusion | q's mass on y | teacher's mass on y (T) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results.values():
+        means = result["mean_rank_correlation"]
+        lines.append(
+            f"| {run(result['model_path'])} | {100 * result['model_accuracy']:.2f} "
+            f"| {result['hparams']['similarity_temperature']} | {run(result['teacher_path'])} "
+            f"| {100 * result['teacher_accuracy']:.2f} | "
+            + " | ".join(f"{means[key]:+.2f}" for key in target_content.PAIRS)
+            + f" | {result['intro_true_class_mass']:.3f} | {result['teacher_true_class_mass']:.3f} "
+            f"({result['teacher_temperature']:g}) |"
+        )
+    shown = results.get(detail) or next(iter(results.values()))
+    origins = sorted({(r.get("provenance", {}).get("git_commit") or "unknown")[:10] for r in results.values()})
+    dates = sorted({r.get("provenance", {}).get("date", "?")[:10] for r in results.values()})
     return (
-        target_content.markdown_table(result) + f"\n\n{result.get('num_images', '?')} held-out images; model "
-        f"`{result.get('model_path')}`, teacher `{result.get('teacher_path')}`; "
-        f"measured {origin.get('date', '?')[:10]} "
-        f"at commit {(origin.get('git_commit') or 'unknown')[:10]}.\n\n"
-        "![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)"
+        "\n".join(lines) + f"\n\nMean over classes of the per-class Spearman rank correlations; each on the first "
+        f"{shown['num_images']} images of the {shown['eval_split']} split; measured {', '.join(dates)} at "
+        f"commit {', '.join(origins)}. Per class, for {run(shown['model_path'])} "
+        f"(teacher {run(shown['teacher_path'])}):\n\n"
+        + target_content.markdown_table(shown)
+        + "\n![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)"
     )
 
 

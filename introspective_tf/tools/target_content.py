@@ -2,7 +2,7 @@ r"""Does the self-explanation soft target carry the class similarity a trained t
 
     python -m introspective_tf.tools.target_content --model_path=runs/RUN/model.keras \
         --teacher=runs/TEACHER/model.keras --dataset=folder:../shared/data/cifar10 \
-        --output=results/target_content.json --figure=results/target_content.png
+        --output=results/target_content/RUN.json --figure=docs/figures/target_content.png
 
 Knowledge distillation works through the *wrong-class* part of the teacher's distribution: for a
 cat, a good teacher puts more mass on dog than on truck. Introspective learning replaces the teacher
@@ -485,8 +485,10 @@ def _define_flags() -> None:
     flags.DEFINE_string("explanation", defaults["explanation"], "gradcam, gradient or gradient_x_input.")
     flags.DEFINE_string("explanation_layer", defaults["explanation_layer"], "Layer Grad-CAM explains at.")
     flags.DEFINE_string("similarity", defaults["similarity"], "cosine, pearson or neg_l2.")
-    flags.DEFINE_string("output", "results/target_content.json", "JSON file to write ('' for none).")
-    flags.DEFINE_string("figure", "results/target_content.png", "PNG figure to write ('' for none).")
+    flags.DEFINE_string(
+        "output", "target_content.json", "JSON file to write ('' for none); docs read results/target_content/*.json."
+    )
+    flags.DEFINE_string("figure", "target_content.png", "PNG figure to write ('' for none).")
 
 
 def main(argv):
