@@ -25,7 +25,7 @@ flags.DEFINE_string("model_path", None, "SavedModel export, run folder, or model
 flags.DEFINE_string("dataset", "cifar10", "cifar10, cifar100, ... (TFDS) or folder:ROOT; must match the model.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 flags.DEFINE_enum(
-    "eval_split", "test", ["test", "validation"], "Where the images come from (validation if no test split)."
+    "eval_split", "test", list(data_lib.EVAL_SPLITS), "Where the images come from (validation if no test split)."
 )
 flags.DEFINE_integer("num_images", 8, "Images (figure rows).")
 flags.DEFINE_string("output", "explanations.png", "PNG to write.")

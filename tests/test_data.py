@@ -36,6 +36,19 @@ def test_validation_split_is_held_out_and_never_trained_on(mini_dataset):
     assert len(set(labels)) == 10  # the held-out part is not one class: the folder order is shuffled
 
 
+def test_holdout_is_a_second_block_apart_from_validation_and_training(mini_dataset):
+    load = lambda split, **kw: data.load(  # noqa: E731
+        mini_dataset, batch_size=1, eval_split=split, validation_split=0.1, augment=False, **kw
+    )
+    holdout, validation = load("holdout"), load("validation")
+    assert (holdout.num_train, holdout.num_eval, holdout.eval_split) == (800, 100, "holdout")
+    held, valid, train = _hashes(holdout.eval), _hashes(validation.eval), _hashes(holdout.train)
+    assert len(held) == 100 and not held & valid and not held & train and not valid & train
+    assert _hashes(load("holdout", train_limit=300).train) == _hashes(load("validation", train_limit=300).train)
+    with pytest.raises(ConfigError, match=r"validation_split must be in \(0, 0.5\)"):
+        data.load(mini_dataset, batch_size=1, eval_split="holdout", validation_split=0.5)
+
+
 def test_train_limit(mini_dataset):
     d = data.load(mini_dataset, batch_size=10, train_limit=100)
     assert d.num_train == 100 and sum(1 for _ in d.train) == 10

@@ -74,9 +74,11 @@ def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
         equivalence.replay_flags({**_row("standard", "h")["config"], "momentum": 0.5}, "/mini", "/out")
 
 
-def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path, mini_dataset):
+def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path, mini_dataset, capsys):
     baseline = _copy_of_the_code(tmp_path / "baseline")
     candidate = _copy_of_the_code(tmp_path / "candidate")
+    # The baseline predates a setting: a planned line that uses it is skipped, not an error.
+    _edit(baseline / "introspective_tf" / "training" / "data.py", '"validation", "holdout")', '"validation")')
     # Neutral for every method: a renamed local variable in the data pipeline (a new syntax tree).
     data_module = candidate / "introspective_tf" / "training" / "data.py"
     _edit(data_module, "            fixed = image\n", "            fixed = same = image\n")
@@ -91,11 +93,13 @@ def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path
         _row("standard", old["standard"]),
         _row("label_smoothing", old["label_smoothing"], smoothing=0.1),
         _row("standard", "made-by-other-code"),
+        {"config": {**_row("standard", "")["config"], "eval_split": "holdout"}},  # planned: no provenance
     ]
     verdicts = {
         v.method: v for v in equivalence.check(str(baseline), str(candidate), rows, mini_dataset[len("folder:") :])
     }
     assert verdicts["standard"].differences == [] and len(verdicts["standard"].replayed) == 1
+    assert "standard-3: skipped, the baseline cannot run it" in capsys.readouterr().out
     assert verdicts["standard"].new != verdicts["standard"].old
     assert any("train_loss_history" in d for d in verdicts["label_smoothing"].differences)
     path = tmp_path / "equivalence.jsonl"

@@ -19,6 +19,7 @@ def _row(name, seed, accuracy, train=0.99, seconds=0.2):
         "train_eval_accuracy": train,
         "config": {"seed": seed, "method": name},
         "model": "resnet20",
+        "eval_split": "holdout",
         "provenance": {"code_hash": "this-code"},
     }
 
@@ -39,6 +40,7 @@ def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
     assert "label_smoothing 82.00 %; introspective -0.50 points (target: 0 or more) - not met." in text
     assert "interim" in text  # no kd, no other regularisers: not complete
     table = report.comparison_table(groups)
+    assert table.startswith("| run | seeds | holdout accuracy % |")
     assert "| introspective | 3 | 81.50 ± 1.00 | 99.00 ± 0.00 | 1.000 ± 0.000 | 5.00 ± 0.00 |" in table
 
 

@@ -33,7 +33,7 @@ def _define_flags() -> None:
         "model_path", None, "A trained backbone saved as .keras (runs/<name>/model.keras).", required=True
     )
     flags.DEFINE_string("dataset", "folder:../shared/data/cifar10", "Dataset the model was trained on.")
-    flags.DEFINE_enum("eval_split", "validation", ["test", "validation"], "Split to compare targets on.")
+    flags.DEFINE_enum("eval_split", "validation", list(data_lib.EVAL_SPLITS), "Split to compare targets on.")
     flags.DEFINE_float("validation_split", 0.1, "As in train.py.")
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     flags.DEFINE_integer("batches", 8, "Batches to average over.")

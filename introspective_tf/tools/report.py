@@ -202,11 +202,11 @@ def study_page(groups, config_path: str, chart_path: str, report_path: str, data
         lines += [
             f"**Budget.** Students: {budget(r)}; seeds {', '.join(map(str, seeds))}. "
             f"Scored on the {r['eval_split']} split ({r['num_eval']} images"
-            + (
-                " held out of the training images, never trained on; no test split is used"
-                if r["eval_split"] == "validation"
-                else ""
-            )
+            + {
+                "validation": " held out of the training images, never trained on; no test split is used",
+                "holdout": " held out of the training images, never trained on, and apart from the validation "
+                "images the sweep chose settings on",
+            }.get(r["eval_split"], "")
             + ")."
             + (f" Teacher for kd: {budget(teacher[0])}, seed {teacher[0]['config']['seed']}." if teacher else ""),
             f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min "
@@ -305,7 +305,8 @@ def runs_table(results: list[dict[str, Any]]) -> str:
 
 def comparison_table(groups) -> str:
     """A compact table of a study: one line per run line with finished seeds (step times: the benchmark)."""
-    lines = ["| run | seeds | validation accuracy % | train accuracy % | NLL | ECE % |", "|---|---|---|---|---|---|"]
+    splits = "/".join(sorted({r.get("eval_split", "held-out") for _, rows in groups for r in rows})) or "held-out"
+    lines = [f"| run | seeds | {splits} accuracy % | train accuracy % | NLL | ECE % |", "|---|---|---|---|---|---|"]
     for run, rows in groups:
         if run.name == TEACHER:
             continue
@@ -384,7 +385,7 @@ def regime_table(studies: dict[str, list]) -> str:
     """Does standard training fit its data? Training vs validation accuracy of the reference lines of
     each study (per seed), from their run data."""
     lines = [
-        "| study | run | seed | train accuracy % | running train accuracy % | validation accuracy % | gap (points) |",
+        "| study | run | seed | train accuracy % | running train accuracy % | held-out accuracy % | gap (points) |",
         "|---|---|---|---|---|---|---|",
     ]
     for config, groups in studies.items():
@@ -416,7 +417,7 @@ def regime_table(studies: dict[str, list]) -> str:
         reached = sum(f >= 98.0 for f in fits)
         summary = (
             f"\n\nStandard training over {len(fits)} runs: training accuracy {min(fits):.2f}-{max(fits):.2f} % "
-            f"(98 % or more in {reached} of {len(fits)}), {statistics.mean(gaps):.1f} points above validation "
+            f"(98 % or more in {reached} of {len(fits)}), {statistics.mean(gaps):.1f} points above held-out "
             "accuracy on average."
         )
     return "\n".join(lines) + summary

@@ -19,6 +19,7 @@ from introspective_tf.errors import ConfigError, option
 
 TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped")
 FOLDER_PREFIX = "folder:"
+EVAL_SPLITS = ("test", "validation", "holdout")  # see `load`
 
 
 class DatasetError(ConfigError):
@@ -142,7 +143,10 @@ def load(
 
     `eval_split="test"` evaluates on the test split when the dataset has one; otherwise (or with
     `eval_split="validation"`) the last `validation_split` of the (deterministically shuffled) training
-    split is held out and evaluated instead, and never trained on. `train_limit` > 0 keeps only that
+    split is held out and evaluated instead, and never trained on. `eval_split="holdout"` evaluates on
+    a second block of that size just before the validation block, which is then neither trained on nor
+    evaluated: where settings were chosen on the validation split, a comparison scored on the holdout
+    does not reuse the images the choice was made on. `train_limit` > 0 keeps only that
     many training examples (for quick runs and sweeps). `example_index=True` makes training batches
     `((images, index), labels)`, `index` the example's position in [0, num_train) whatever the
     shuffle, for methods that keep per-example state (PS-KD); the order of examples is unchanged.
@@ -153,22 +157,31 @@ def load(
         builder = _load_tfds(dataset, data_dir)
     else:
         raise DatasetError(f"unknown dataset '{dataset}': use one of {', '.join(TFDS_DATASETS)} or folder:ROOT")
-    if eval_split not in ("test", "validation"):
-        raise DatasetError(f"eval_split must be 'test' or 'validation', not '{eval_split}'")
+    if eval_split not in EVAL_SPLITS:
+        raise DatasetError(f"eval_split must be one of {', '.join(EVAL_SPLITS)}, not '{eval_split}'")
 
     splits = builder.info.splits
     num_all_train = splits["train"].num_examples
-    use_validation = eval_split == "validation" or "test" not in splits
+    use_holdout = eval_split == "holdout"
+    use_validation = eval_split == "validation" or ("test" not in splits and not use_holdout)
     if use_validation and not 0.0 < validation_split < 1.0:
         raise DatasetError(f"validation_split must be in (0, 1) to hold out a validation split, not {validation_split}")
-    num_val = int(round(num_all_train * validation_split)) if use_validation else 0
-    num_train = num_all_train - num_val
+    if use_holdout and not 0.0 < validation_split < 0.5:
+        raise DatasetError(
+            f"validation_split must be in (0, 0.5) to hold out validation and holdout blocks, not {validation_split}"
+        )
+    num_val = int(round(num_all_train * validation_split)) if use_validation or use_holdout else 0
+    num_holdout = num_val if use_holdout else 0
+    num_train = num_all_train - num_val - num_holdout
     if train_limit > 0:
         num_train = min(num_train, train_limit)
 
     all_train = builder.as_dataset(split="train", as_supervised=True, shuffle_files=False)
     train = all_train.take(num_train)
-    if use_validation:
+    if use_holdout:
+        evaluation = all_train.skip(num_all_train - num_val - num_holdout).take(num_holdout)
+        num_eval, split_name = num_holdout, "holdout"
+    elif use_validation:
         evaluation, num_eval, split_name = all_train.skip(num_all_train - num_val), num_val, "validation"
     else:
         evaluation = builder.as_dataset(split="test", as_supervised=True, shuffle_files=False)

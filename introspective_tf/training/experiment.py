@@ -43,7 +43,7 @@ class ExperimentConfig:
     output_dir: str = ""  # "" -> runs/<name>
     export_dir: str = ""  # "" -> saved_models/<name>; "none" -> no export
     data_dir: str | None = None
-    eval_split: str = "test"  # test, or validation held out of train (also used when there is no test split)
+    eval_split: str = "test"  # test; validation held out of train (also used without a test split); holdout
     validation_split: float = 0.1
     train_limit: int = 0  # >0: keep only that many training examples
     jit_compile: bool = False

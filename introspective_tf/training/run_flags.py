@@ -15,7 +15,7 @@ from absl import flags
 
 from introspective_tf import methods, models
 from introspective_tf.errors import ConfigError
-from introspective_tf.training import experiment
+from introspective_tf.training import data, experiment
 from introspective_tf.training.distribute import STRATEGIES
 
 _DEFAULTS = experiment.ExperimentConfig()
@@ -52,8 +52,9 @@ def define_run_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_enum(
         "eval_split",
         _DEFAULTS.eval_split,
-        ["test", "validation"],
-        "Evaluate on the test split, or on --validation_split held out of train (automatic without a test split).",
+        list(data.EVAL_SPLITS),
+        "Evaluate on the test split, or on --validation_split held out of train (automatic without a test split), "
+        "or on a second such block before it (holdout: for scoring settings chosen on validation).",
         **fv,
     )
     flags.DEFINE_float(
