@@ -45,7 +45,7 @@ class Introspective(Method):
         backbone,
         alpha: float = 0.2,  # defaults chosen on a validation split: docs/sweep.md
         temperature: float = 1.0,
-        similarity_temperature: float = 0.05,
+        similarity_temperature: float = 0.01,
         soft_target: str = "softmax",
         epsilon: float = 0.1,
         explanation_mode: str = "auto",
