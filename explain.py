@@ -14,12 +14,11 @@ import sys
 
 from absl import app, flags
 
-from introspective_tf import methods, quiet
+from introspective_tf import quiet
 from introspective_tf.errors import ConfigError
-from introspective_tf.explanations import EXPLAINERS
-from introspective_tf.soft_targets import SOFT_TARGETS
 from introspective_tf.tools import visualize
 from introspective_tf.training import data as data_lib
+from introspective_tf.training import run_flags
 
 flags.DEFINE_string("model_path", None, "SavedModel export, run folder, or model.keras file.", required=True)
 flags.DEFINE_string("dataset", "cifar10", "cifar10, cifar100, ... (TFDS) or folder:ROOT; must match the model.")
@@ -32,16 +31,9 @@ flags.DEFINE_string("output", "explanations.png", "PNG to write.")
 flags.DEFINE_enum("explainer", "saliency", list(visualize.EXPLAINERS), "tf-keras-vis method for the maps.")
 flags.DEFINE_integer("competitors", 2, "Other classes shown beside the true class: the model's top-ranked ones.")
 flags.DEFINE_integer("smooth_samples", 20, "Noisy copies per image for --explainer=smoothgrad.")
-# The soft target q as introspective training makes it, with the method's defaults.
-_TARGET = methods.resolve("introspective")
-flags.DEFINE_enum(
-    "explanation", _TARGET["explanation"], list(EXPLAINERS), "Self-explanation q is made of, as in training."
-)
-flags.DEFINE_float(
-    "similarity_temperature", _TARGET["similarity_temperature"], "tau of q = softmax(similarity / tau), as in training."
-)
-flags.DEFINE_enum("soft_target", _TARGET["soft_target"], list(SOFT_TARGETS), "Soft-target kind, as in training.")
-flags.DEFINE_float("epsilon", _TARGET["epsilon"], "Mass off the true class for --soft_target=smoothing.")
+# The soft target q as introspective training makes it: the method's own declarations and defaults.
+TARGET_HPARAMS = ("explanation", "similarity_temperature", "soft_target", "epsilon")
+run_flags.define_hyperparameter_flags("introspective", TARGET_HPARAMS)
 
 FLAGS = flags.FLAGS
 

@@ -499,10 +499,18 @@ def target_content_table(folder: str, detail: str) -> str:
     shown = results.get(detail) or next(iter(results.values()))
     origins = sorted({(r.get("provenance", {}).get("git_commit") or "unknown")[:10] for r in results.values()})
     dates = sorted({r.get("provenance", {}).get("date", "?")[:10] for r in results.values()})
+    machines = sorted(
+        {
+            f"{m['cpu']} ({m['cpu_count']} cores)"
+            for m in (r.get("provenance", {}).get("machine") for r in results.values())
+            if m
+        }
+    )
     return (
         "\n".join(lines) + f"\n\nMean over classes of the per-class Spearman rank correlations; each on the first "
         f"{shown['num_images']} images of the {shown['eval_split']} split; measured {', '.join(dates)} at "
-        f"commit {', '.join(origins)}. Per class, for {run(shown['model_path'])} "
+        f"commit {', '.join(origins)} on {'; '.join(machines) or 'an unrecorded machine'}. "
+        f"Per class, for {run(shown['model_path'])} "
         f"(teacher {run(shown['teacher_path'])}):\n\n"
         + target_content.markdown_table(shown)
         + "\n![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)"

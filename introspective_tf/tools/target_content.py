@@ -39,7 +39,7 @@ from introspective_tf import teacher as teacher_lib
 from introspective_tf.errors import ConfigError
 from introspective_tf.tools import visualize
 from introspective_tf.training import data as data_lib
-from introspective_tf.training import provenance, resume
+from introspective_tf.training import provenance, resume, run_flags
 
 FLAGS = flags.FLAGS
 
@@ -466,25 +466,18 @@ def run(
 
 def _define_flags() -> None:
     """Only when run as a program: train.py defines some of the same names, and tests import both."""
-    defaults = methods.resolve("introspective")
     flags.DEFINE_string(
         "model_path", None, "The trained model to analyse: model.keras, a run folder or a SavedModel export."
     )
     flags.DEFINE_string("teacher", None, "The teacher: a model.keras or a SavedModel export of this project.")
     flags.DEFINE_string("dataset", "folder:../shared/data/cifar10", "Dataset the models were trained on.")
     flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-    flags.DEFINE_string("eval_split", "validation", "Held-out split: validation or test.")
+    flags.DEFINE_enum("eval_split", "validation", list(data_lib.EVAL_SPLITS), "Held-out split to analyse on.")
     flags.DEFINE_float("validation_split", 0.1, "As in train.py.")
     flags.DEFINE_integer("num_images", 2000, "Images of the split to analyse (its first ones).")
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     flags.DEFINE_float("teacher_temperature", 4.0, "T of the teacher's softmax(z / T), as in the kd runs.")
-    flags.DEFINE_float("alpha", defaults["alpha"], "Introspective alpha (recorded; it does not change the target).")
-    flags.DEFINE_float("similarity_temperature", defaults["similarity_temperature"], "tau of q = softmax(s / tau).")
-    flags.DEFINE_string("soft_target", defaults["soft_target"], "softmax or smoothing.")
-    flags.DEFINE_float("epsilon", defaults["epsilon"], "Wrong-class mass of the smoothing target.")
-    flags.DEFINE_string("explanation", defaults["explanation"], "gradcam, gradient or gradient_x_input.")
-    flags.DEFINE_string("explanation_layer", defaults["explanation_layer"], "Layer Grad-CAM explains at.")
-    flags.DEFINE_string("similarity", defaults["similarity"], "cosine, pearson or neg_l2.")
+    run_flags.define_hyperparameter_flags("introspective", TARGET_HPARAMS)
     flags.DEFINE_string(
         "output", "target_content.json", "JSON file to write ('' for none); docs read results/target_content/*.json."
     )

@@ -103,9 +103,21 @@ def define_run_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
     # Every method's hyper-parameters, as each method declares them (its constructor and docstring).
-    define = {float: flags.DEFINE_float, int: flags.DEFINE_integer, str: flags.DEFINE_string, bool: flags.DEFINE_bool}
     for name, (kind, help_text) in methods.all_hyperparameters().items():
-        define[kind](name, None, help_text, **fv)
+        _DEFINE[kind](name, None, help_text, **fv)
+
+
+_DEFINE = {float: flags.DEFINE_float, int: flags.DEFINE_integer, str: flags.DEFINE_string, bool: flags.DEFINE_bool}
+
+
+def define_hyperparameter_flags(
+    method: str, names: tuple[str, ...], flag_values: flags.FlagValues = flags.FLAGS
+) -> None:
+    """A flag for each of `names`, with `method`'s declared type, default and help: for tools that take
+    some of a method's settings (explain.py and target_content take the introspective target's)."""
+    declared = methods.get(method).hyperparameters()
+    for name in names:
+        _DEFINE[declared[name].type](name, declared[name].default, declared[name].help, flag_values=flag_values)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> experiment.ExperimentConfig:
