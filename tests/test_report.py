@@ -36,8 +36,8 @@ def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
         (runs[2], [_row("label_smoothing", s, a) for s, a in enumerate((0.82, 0.82, 0.82))]),
     ]
     text = report.verdict(groups)
-    assert "Introspective 81.50 % vs standard 80.00 %: +1.50 points (target: +1.00 or more) - met." in text
-    assert "label_smoothing 82.00 %; introspective -0.50 points (target: 0 or more) - not met." in text
+    assert "Introspective 81.50 % vs standard 80.00 %: +1.50 points (per seed: +1.50, +1.50, +1.50; target: +1.00 or more) - met." in text
+    assert "label_smoothing 82.00 %; introspective -0.50 points (per seed: -0.50, +0.50, -1.50; target: 0 or more) - not met." in text
     assert "interim" in text  # no kd, no other regularisers: not complete
     table = report.comparison_table(groups)
     assert table.startswith("| run | seeds | holdout accuracy % |")

@@ -46,6 +46,15 @@ def _accuracy(row: dict) -> float:
     return 100 * row["eval_accuracy"]
 
 
+def _per_seed_differences(rows: list[dict], reference: list[dict]) -> str:
+    """Accuracy differences seed by seed (a seed sets the random state the weights and the data order
+    start from), so a reader sees whether a mean difference is one lucky seed or every seed."""
+    by_seed = {row["config"]["seed"]: _accuracy(row) for row in reference}
+    seeds = sorted(row["config"]["seed"] for row in rows if row["config"]["seed"] in by_seed)
+    ours = {row["config"]["seed"]: _accuracy(row) for row in rows}
+    return ", ".join(f"{ours[s] - by_seed[s]:+.2f}" for s in seeds) or "no common seed"
+
+
 def _flags_cell(run: RunSpec) -> str:
     """A run line's own flags (besides --method) as code, or "-"."""
     text = " ".join(f"--{k}={v}" for k, v in run.flags.items() if k != "method")
@@ -353,19 +362,22 @@ def verdict(groups) -> str:
     )
     lines.append(
         f"- Introspective {intro:.2f} % vs standard {standard:.2f} %: {intro - standard:+.2f} points "
-        f"(target: +1.00 or more) - {'met' if intro - standard >= 1.0 else 'not met'}."
+        f"(per seed: {_per_seed_differences(by_name['introspective'], by_name['standard'])}; "
+        f"target: +1.00 or more) - {'met' if intro - standard >= 1.0 else 'not met'}."
     )
     if peers:
         best = max(peers, key=lambda n: peers[n][0])
         lines.append(
             f"- Best teacher-free regulariser measured: {best} {peers[best][0]:.2f} %; introspective "
-            f"{intro - peers[best][0]:+.2f} points (target: 0 or more) - "
+            f"{intro - peers[best][0]:+.2f} points (per seed: "
+            f"{_per_seed_differences(by_name['introspective'], by_name[best])}; target: 0 or more) - "
             f"{'met' if intro >= peers[best][0] else 'not met'}."
         )
     if kd is not None:
         lines.append(
             f"- KD from a trained teacher {kd:.2f} %; introspective {intro - kd:+.2f} points "
-            f"(target: -0.50 or more) - {'met' if intro - kd >= -0.5 else 'not met'}."
+            f"(per seed: {_per_seed_differences(by_name['introspective'], by_name['kd'])}; "
+            f"target: -0.50 or more) - {'met' if intro - kd >= -0.5 else 'not met'}."
         )
     seeds = f"seeds per line: introspective {intro_n}, standard {standard_n}" + (
         f", kd {kd_n}" if kd is not None else ""
