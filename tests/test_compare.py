@@ -142,6 +142,16 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     )
     assert "train_loss_history" not in rows[0] and 0.0 <= rows[0]["final_train_metrics"]["accuracy"] <= 1.0
     assert all(0.0 <= r["train_eval_accuracy"] <= 1.0 for r in rows)
+    assert all(len(r["epoch_history"]["accuracy"]) == r["epochs"] for r in rows)
+    assert "val_accuracy" not in rows[0]["epoch_history"]
+
+    # A row made before a measurement was recorded gets it from its run folder, when that still exists.
+    penalty = next(r for r in rows if r["compare_run"] == "confidence_penalty")
+    records.add(str(data), {k: v for k, v in penalty.items() if k not in ("epoch_history", "train_eval_accuracy")})
+    compare.compare(str(config), str(runs_dir))
+    assert all(line.endswith(f"reusing a row of {data}") for line in _lines(capsys.readouterr().out))
+    assert records.read(str(data))[-1]["epoch_history"] == penalty["epoch_history"]
+    assert records.read(str(data))[-1]["train_eval_accuracy"] == penalty["train_eval_accuracy"]
 
     # --notrain makes the report from the data file alone (no run folders), and marks what is missing.
     shutil.rmtree(runs_dir / "kd-seed0")

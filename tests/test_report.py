@@ -36,8 +36,14 @@ def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
         (runs[2], [_row("label_smoothing", s, a) for s, a in enumerate((0.82, 0.82, 0.82))]),
     ]
     text = report.verdict(groups)
-    assert "Introspective 81.50 % vs standard 80.00 %: +1.50 points (per seed: +1.50, +1.50, +1.50; target: +1.00 or more) - met." in text
-    assert "label_smoothing 82.00 %; introspective -0.50 points (per seed: -0.50, +0.50, -1.50; target: 0 or more) - not met." in text
+    assert (
+        "Introspective 81.50 % vs standard 80.00 %: +1.50 points (per seed: +1.50, +1.50, +1.50; "
+        "target: +1.00 or more) - met." in text
+    )
+    assert (
+        "label_smoothing 82.00 %; introspective -0.50 points (per seed: -0.50, +0.50, -1.50; "
+        "target: 0 or more) - not met." in text
+    )
     assert "interim" in text  # no kd, no other regularisers: not complete
     table = report.comparison_table(groups)
     assert table.startswith("| run | seeds | holdout accuracy % |")
@@ -66,3 +72,17 @@ def test_runs_table_pools_seeds_and_shows_only_the_hyper_parameters_that_differ(
     )
     assert lines[2].startswith("| introspective | small_cnn | 0.05 | 2 | 71.00 ± 1.41 |")  # best first
     assert lines[3].startswith("| introspective | small_cnn | 0.1 | 1 | 60.00 |")
+
+
+def test_target_mass_table_reads_each_rows_epoch_history():
+    runs, _ = study.parse_config("standard --method=standard\nintrospective --method=introspective\n", "runs/x")
+    intro = [_row("introspective", s, 0.8) for s in (0, 1)]
+    for row, start in zip(intro, (0.90, 0.80)):
+        row["epoch_history"] = {"target_true_mass": [start, 0.95, 0.99]}
+    table = report.target_mass_table([(runs[0], [_row("standard", 0, 0.8)]), (runs[1], intro)], epochs=(1, 2, 5))
+    assert table.splitlines() == [
+        "| run | seeds | epoch 1 | epoch 2 | epoch 3 |",
+        "|---|---|---|---|---|",
+        "| introspective | 2 | 0.850 | 0.950 | 0.990 |",
+    ]
+    assert report.target_mass_table([(runs[0], [_row("standard", 0, 0.8)])]) == ""

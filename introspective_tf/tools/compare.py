@@ -54,6 +54,7 @@ def train(run: RunSpec, teacher: RunSpec | None, data_path: str | None = None) -
     results["train_eval_accuracy"] = training_set_accuracy(
         run.config, os.path.join(run.config.output_dir, "model.keras")
     )
+    results["epoch_history"] = epoch_history(run.config.output_dir)
     if data_path:
         records.add(data_path, records.row_from_results(results))
     return results
@@ -87,21 +88,41 @@ def training_set_accuracy(config: experiment.ExperimentConfig, model_path: str) 
     return correct / total
 
 
-def complete_training_set_accuracy(
-    study_rows: list[dict], runs: list[RunSpec], teacher: RunSpec | None, data_path: str
-) -> int:
-    """Adds `train_eval_accuracy` to finished rows that lack it while their run folder still holds the
-    model (rows made before it was measured); returns how many rows it completed."""
+def epoch_history(output_dir: str) -> dict[str, list[float]]:
+    """The run's training metrics epoch by epoch, from its `history.csv` (`fit`'s CSVLogger), so how a
+    run got where it ended (e.g. how far the introspective target is from the label early on) is data
+    too. A resumed run may repeat an epoch's line: the last one counts. Validation columns are left
+    out (they exist only every --validation_freq epochs)."""
+    import csv
+
+    by_epoch: dict[int, dict[str, str]] = {}
+    with open(os.path.join(output_dir, "history.csv"), newline="") as f:
+        for line in csv.DictReader(f):
+            by_epoch[int(line["epoch"])] = line
+    names = [n for n in next(iter(by_epoch.values()), {}) if n != "epoch" and not n.startswith("val_")]
+    return {n: [round(float(by_epoch[e][n]), 5) for e in sorted(by_epoch)] for n in names}
+
+
+def complete_rows(study_rows: list[dict], runs: list[RunSpec], teacher: RunSpec | None, data_path: str) -> int:
+    """Adds what rows made before it was recorded lack (`train_eval_accuracy`, `epoch_history`) while
+    their run folder still holds the run's files; returns how many rows it completed."""
     completed = 0
     for run in runs:
         row = study.finished_row(run, teacher, study_rows)
-        model_path = os.path.join(run.config.output_dir, "model.keras")
-        if row is None or "train_eval_accuracy" in row or not os.path.exists(model_path):
+        if row is None:
             continue
-        if row.get("provenance", {}).get("date", "") > _modified(model_path):
-            continue  # the model file is older than the row: not this run's model
-        records.add(data_path, {**row, "train_eval_accuracy": training_set_accuracy(run.config, model_path)})
-        completed += 1
+        added = {}
+        for key, file, measure in (
+            ("train_eval_accuracy", "model.keras", lambda path: training_set_accuracy(run.config, path)),
+            ("epoch_history", "history.csv", lambda path: epoch_history(os.path.dirname(path))),
+        ):
+            path = os.path.join(run.config.output_dir, file)
+            # A file older than the row's start is not this run's.
+            if key not in row and os.path.exists(path) and row.get("provenance", {}).get("date", "") <= _modified(path):
+                added[key] = measure(path)
+        if added:
+            records.add(data_path, {**row, **added})
+            completed += 1
     return completed
 
 
@@ -163,7 +184,7 @@ def compare(
                 print(f"error: {failures[-1]}", file=sys.stderr, flush=True)
         else:
             print(f"[{number}/{len(order)}] {run.name} seed {run.config.seed}: missing", flush=True)
-    if complete_training_set_accuracy(rows, runs + ([teacher] if teacher else []), teacher, data_path):
+    if complete_rows(rows, runs + ([teacher] if teacher else []), teacher, data_path):
         rows = records.read(data_path)
     groups = study.group_results(runs, teacher, rows)
     if not any(results for _, results in groups):

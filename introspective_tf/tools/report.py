@@ -237,12 +237,44 @@ def study_page(groups, config_path: str, chart_path: str, report_path: str, data
             ),
             "",
         ]
+    lines += [markdown_table(groups), ""]
+    target_mass = target_mass_table(groups)
+    if target_mass:
+        lines += [
+            "How far each introspective target was from the label while training: the mean mass q puts on "
+            "the true class over the epoch's training batches (the `target_true_mass` metric; 1.000 is the "
+            "label itself), mean over seeds, from each row's `epoch_history`. It is measured from the first "
+            "epoch also where a warm-up ramps its weight in the loss or holds it at zero.",
+            "",
+            target_mass,
+            "",
+        ]
     lines += [
-        markdown_table(groups),
-        "",
         f"![accuracy, NLL and seconds per step]({os.path.relpath(chart_path, os.path.dirname(report_path) or '.')})",
         "",
     ]
+    return "\n".join(lines)
+
+
+def target_mass_table(groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -> str:
+    """Per run line with a recorded `target_true_mass` history: its value at a few epochs and the last
+    ("" when no row has one)."""
+    lines = []
+    for run, results in groups:
+        histories = [
+            r["epoch_history"]["target_true_mass"] for r in results if "target_true_mass" in r.get("epoch_history", {})
+        ]
+        if not histories:
+            continue
+        last = min(map(len, histories))
+        shown = [e for e in epochs if e < last] + [last]
+        if not lines:
+            lines = [
+                "| run | seeds | " + " | ".join(f"epoch {e}" for e in shown) + " |",
+                "|---|---|" + "---|" * len(shown),
+            ]
+        cells = [f"{statistics.mean(h[e - 1] for h in histories):.3f}" for e in shown]
+        lines.append(f"| {run.name} | {len(histories)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
