@@ -524,16 +524,24 @@ def target_content_table(folder: str, detail: str) -> str:
     for name in names:
         with open(os.path.join(folder, name)) as f:
             results[name] = json.load(f)
-    run = lambda path: os.path.basename(os.path.dirname(path)) if path.endswith(".keras") else path  # noqa: E731
+
+    def run(path: str) -> str:
+        """A model file's study and run folder (e.g. sweep_cifar10/tau_0.01-seed10)."""
+        if not path.endswith(".keras"):
+            return path
+        folder = os.path.dirname(os.path.normpath(path))
+        return f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
+
     lines = [
-        "| analysed model | its accuracy % | tau | teacher | teacher accuracy % | intro vs teacher "
+        "| analysed model | images | its accuracy % | tau | teacher | teacher accuracy % | intro vs teacher "
         "| intro vs confusion | teacher vs confusion | q's mass on y | teacher's mass on y (T) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results.values():
         means = result["mean_rank_correlation"]
         lines.append(
-            f"| {run(result['model_path'])} | {100 * result['model_accuracy']:.2f} "
+            f"| {run(result['model_path'])} | first {result['num_images']} of {result['eval_split']} "
+            f"| {100 * result['model_accuracy']:.2f} "
             f"| {result['hparams']['similarity_temperature']} | {run(result['teacher_path'])} "
             f"| {100 * result['teacher_accuracy']:.2f} | "
             + " | ".join(f"{means[key]:+.2f}" for key in target_content.PAIRS)
@@ -551,8 +559,8 @@ def target_content_table(folder: str, detail: str) -> str:
         }
     )
     return (
-        "\n".join(lines) + f"\n\nMean over classes of the per-class Spearman rank correlations; each on the first "
-        f"{shown['num_images']} images of the {shown['eval_split']} split; measured {', '.join(dates)} at "
+        "\n".join(lines) + "\n\nMean over classes of the per-class Spearman rank correlations, on held-out images "
+        f"no model was trained on; measured {', '.join(dates)} at "
         f"commit {', '.join(origins)} on {'; '.join(machines) or 'an unrecorded machine'}. "
         f"Per class, for {run(shown['model_path'])} "
         f"(teacher {run(shown['teacher_path'])}):\n\n"
