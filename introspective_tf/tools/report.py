@@ -30,7 +30,7 @@ COMPARISON = "configs/compare_cifar10.cfg"
 SWEEP = "configs/sweep_cifar10.cfg"
 BENCHMARK_DATA = "results/benchmark.jsonl"
 TARGET_CONTENT_DIR = "results/target_content"  # one JSON per analysed model (target_content.py --output)
-TARGET_CONTENT_DETAIL = "tau_0.01-seed10.json"  # the one whose per-class table and figure the page shows
+TARGET_CONTENT_DETAIL = "compare_cifar10-introspective-seed0.json"  # the one whose per-class table and figure the page shows
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 # The comparison's run lines that the README's verdict names.
