@@ -45,6 +45,7 @@ def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
         "target: 0 or more) - not met." in text
     )
     assert "interim" in text  # no kd, no other regularisers: not complete
+    assert text.startswith("- **So far 1 of the 2 targets measured (of 3) met; interim")
     table = report.comparison_table(groups)
     assert table.startswith("| run | seeds | holdout accuracy % |")
     assert "| introspective | 3 | 81.50 ± 1.00 | 99.00 ± 0.00 | 1.000 ± 0.000 | 5.00 ± 0.00 |" in table
@@ -86,3 +87,14 @@ def test_target_mass_table_reads_each_rows_epoch_history():
         "| introspective | 2 | 0.850 | 0.950 | 0.990 |",
     ]
     assert report.target_mass_table([(runs[0], [_row("standard", 0, 0.8)])]) == ""
+
+
+def test_a_complete_comparison_says_plainly_how_many_targets_are_met(monkeypatch):
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
+    names = ("standard", "introspective", "kd", *report.SELF_REGULARISERS)
+    runs, _ = study.parse_config("".join(f"{n} --method=standard\n" for n in names), "runs/x")
+    accuracy = {"standard": 0.80, "introspective": 0.805, "kd": 0.82}
+    groups = [(run, [_row(run.name, s, accuracy.get(run.name, 0.80)) for s in range(3)]) for run in runs]
+    text = report.verdict(groups)
+    assert text.startswith("- **1 of the 3 targets met: introspection falls short here.**")
+    assert "interim" not in text

@@ -30,7 +30,9 @@ COMPARISON = "configs/compare_cifar10.cfg"
 SWEEP = "configs/sweep_cifar10.cfg"
 BENCHMARK_DATA = "results/benchmark.jsonl"
 TARGET_CONTENT_DIR = "results/target_content"  # one JSON per analysed model (target_content.py --output)
-TARGET_CONTENT_DETAIL = "compare_cifar10-introspective-seed0.json"  # the one whose per-class table and figure the page shows
+TARGET_CONTENT_DETAIL = (
+    "compare_cifar10-introspective-seed0.json"  # the one whose per-class table and figure the page shows
+)
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 # The comparison's run lines that the README's verdict names.
@@ -414,6 +416,12 @@ def verdict(groups) -> str:
     seeds = f"seeds per line: introspective {intro_n}, standard {standard_n}" + (
         f", kd {kd_n}" if kd is not None else ""
     )
+    met, measured = sum(line.endswith("- met.") for line in lines), len(lines)
+    if complete:
+        summary = f"**{met} of the 3 targets met" + (".**" if met == 3 else ": introspection falls short here.**")
+    else:
+        summary = f"**So far {met} of the {measured} targets measured (of 3) met; interim, see the last line.**"
+    lines.insert(0, f"- {summary}")
     lines.append(
         f"- Means over the seeds finished so far ({seeds})"
         + (
