@@ -111,15 +111,18 @@ def complete_rows(study_rows: list[dict], runs: list[RunSpec], teacher: RunSpec 
         row = study.finished_row(run, teacher, study_rows)
         if row is None:
             continue
-        added = {}
-        for key, file, measure in (
-            ("train_eval_accuracy", "model.keras", lambda path: training_set_accuracy(run.config, path)),
-            ("epoch_history", "history.csv", lambda path: epoch_history(os.path.dirname(path))),
-        ):
+        started = row.get("provenance", {}).get("date", "")
+
+        def this_runs(file: str) -> str | None:
+            """The run folder's `file`, unless it is missing or older than the row (another run's)."""
             path = os.path.join(run.config.output_dir, file)
-            # A file older than the row's start is not this run's.
-            if key not in row and os.path.exists(path) and row.get("provenance", {}).get("date", "") <= _modified(path):
-                added[key] = measure(path)
+            return path if os.path.exists(path) and started <= _modified(path) else None
+
+        added = {}
+        if "train_eval_accuracy" not in row and (model_path := this_runs("model.keras")):
+            added["train_eval_accuracy"] = training_set_accuracy(run.config, model_path)
+        if "epoch_history" not in row and this_runs("history.csv"):
+            added["epoch_history"] = epoch_history(run.config.output_dir)
         if added:
             records.add(data_path, {**row, **added})
             completed += 1
