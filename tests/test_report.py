@@ -98,3 +98,12 @@ def test_a_complete_comparison_says_plainly_how_many_targets_are_met(monkeypatch
     text = report.verdict(groups)
     assert text.startswith("- **1 of the 3 targets met: introspection falls short here.**")
     assert "interim" not in text
+
+
+def test_regime_table_keeps_a_replaced_teacher_as_a_marked_row(monkeypatch):
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
+    runs, _ = study.parse_config("standard --method=standard\n", "runs/x")
+    old_teacher = {**_row("teacher", 0, 0.61, train=0.83), "model": "resnet56"}
+    table = report.regime_table({"c.cfg": [(runs[0], [_row("standard", 0, 0.72)])]}, {"c.cfg": [old_teacher]})
+    assert "| c.cfg | standard (resnet20) | 0 | 99.00 | 98.00 | 72.00 | 27.00 |" in table
+    assert "| c.cfg | earlier teacher, not used (resnet56) | 0 | 83.00 | 82.00 | 61.00 | 22.00 |" in table

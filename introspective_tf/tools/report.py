@@ -433,25 +433,31 @@ def verdict(groups) -> str:
     return "\n".join(lines)
 
 
-def regime_table(studies: dict[str, list]) -> str:
+def regime_table(studies: dict[str, list], earlier_teachers: dict[str, list[dict]] | None = None) -> str:
     """Does standard training fit its data? Training vs validation accuracy of the reference lines of
-    each study (per seed), from their run data."""
+    each study (per seed), from their run data; then the teachers a study trained under an earlier
+    configuration (`earlier_teachers`: rows that no longer count), so why one was replaced stays data."""
     lines = [
         "| study | run | seed | train accuracy % | running train accuracy % | held-out accuracy % | gap (points) |",
         "|---|---|---|---|---|---|---|",
     ]
+
+    def add(config: str, label: str, row: dict) -> None:
+        fit, running = _fit_accuracy(row), _train_accuracy(row)
+        fit_text = f"{100 * fit:.2f}" if fit is not None else "-"
+        gap = f"{100 * fit - _accuracy(row):.2f}" if fit is not None else "-"
+        lines.append(
+            f"| {os.path.basename(config)} | {label} ({row['model']}) | {row['config']['seed']} | "
+            f"{fit_text} | {100 * running:.2f} | {_accuracy(row):.2f} | {gap} |"
+        )
+
     for config, groups in studies.items():
         for run, rows in groups:
-            if run.name not in ("standard", "label_smoothing", TEACHER):
-                continue
-            for row in sorted(rows, key=lambda r: r["config"]["seed"]):
-                fit, running = _fit_accuracy(row), _train_accuracy(row)
-                fit_text = f"{100 * fit:.2f}" if fit is not None else "-"
-                gap = f"{100 * fit - _accuracy(row):.2f}" if fit is not None else "-"
-                lines.append(
-                    f"| {os.path.basename(config)} | {run.name} ({row['model']}) | {row['config']['seed']} | "
-                    f"{fit_text} | {100 * running:.2f} | {_accuracy(row):.2f} | {gap} |"
-                )
+            if run.name in ("standard", "label_smoothing", TEACHER):
+                for row in sorted(rows, key=lambda r: r["config"]["seed"]):
+                    add(config, run.name, row)
+        for row in (earlier_teachers or {}).get(config, []):
+            add(config, "earlier teacher, not used", row)
     if len(lines) == 2:
         return "Not measured yet."
     standard = [
@@ -504,6 +510,13 @@ def benchmark_table(rows: list[dict]) -> str:
     )
 
 
+def earlier_teacher_rows(config: str) -> list[dict]:
+    """Teacher rows of a study's data that its current teacher line no longer matches."""
+    study = load_study(config)
+    counted = [row for run, rows in study.groups() if run.name == TEACHER for row in rows]
+    return [r for r in records.read(study.data_path) if r.get("compare_run") == TEACHER and r not in counted]
+
+
 def blocks() -> dict[str, str]:
     """Every named generated block's Markdown."""
     studies = {config: load_study(config).groups() for config in STUDIES}
@@ -512,7 +525,7 @@ def blocks() -> dict[str, str]:
         "comparison": comparison_table(groups),
         "sweep": comparison_table(studies[SWEEP]),
         "verdict": verdict(groups),
-        "regime": regime_table(studies),
+        "regime": regime_table(studies, {config: earlier_teacher_rows(config) for config in STUDIES}),
         "benchmark": benchmark_table(records.read(BENCHMARK_DATA)),
         "target-content": target_content_table(TARGET_CONTENT_DIR, TARGET_CONTENT_DETAIL),
     }
