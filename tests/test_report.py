@@ -107,3 +107,15 @@ def test_regime_table_keeps_a_replaced_teacher_as_a_marked_row(monkeypatch):
     table = report.regime_table({"c.cfg": [(runs[0], [_row("standard", 0, 0.72)])]}, {"c.cfg": [old_teacher]})
     assert "| c.cfg | standard (resnet20) | 0 | 99.00 | 98.00 | 72.00 | 27.00 |" in table
     assert "| c.cfg | earlier teacher, not used (resnet56) | 0 | 83.00 | 82.00 | 61.00 | 22.00 |" in table
+
+
+def test_soft_target_parts_table_compares_each_kd_variant_seed_by_seed(monkeypatch):
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
+    names = ("standard", "kd", "kd_uniform_non_gt")
+    runs, _ = study.parse_config("".join(f"{n} --method=standard\n" for n in names), "runs/x")
+    accuracy = {"standard": (0.70, 0.72), "kd": (0.74, 0.75), "kd_uniform_non_gt": (0.71, 0.72)}
+    groups = [(run, [_row(run.name, s, a) for s, a in enumerate(accuracy[run.name])]) for run in runs]
+    lines = report.soft_target_parts_table(groups).splitlines()
+    assert lines[2].startswith("| kd | the teacher's soft target | 2 | 74.50 ± 0.71 | +3.50 (+4.00, +3.00) | - |")
+    assert lines[3].endswith("| 2 | 71.50 ± 0.71 | +0.50 (+1.00, +0.00) | -3.00 (-3.00, -3.00) |")
+    assert lines[4].startswith("| kd_shuffled_non_gt |") and "not run yet" in lines[4]

@@ -435,6 +435,48 @@ def verdict(groups) -> str:
     return "\n".join(lines)
 
 
+SOFT_TARGET_PARTS = (
+    ("kd", "the teacher's soft target"),
+    ("kd_uniform_non_gt", "its true-class response, the rest spread evenly: no class similarity"),
+    ("kd_shuffled_non_gt", "its true-class response and wrong-class values, shuffled among the wrong classes"),
+    ("introspective", "the self-explanation target (no teacher)"),
+)
+
+
+def soft_target_parts_table(groups) -> str:
+    """The paper's claim (i), measured: which part of a teacher's soft target helps. Each KD variant
+    against standard training and against full KD, seed by seed, with introspection beside them."""
+    by_name = {run.name: rows for run, rows in groups}
+    standard, kd = by_name.get("standard", []), by_name.get("kd", [])
+    lines = [
+        "| run | what the student learns from | seeds | holdout accuracy % | vs standard (per seed) "
+        "| vs full KD (per seed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, what in SOFT_TARGET_PARTS:
+        rows = by_name.get(name, [])
+        if not rows:
+            lines.append(f"| {name} | {what} | 0 | not run yet | | |")
+            continue
+        accuracies = [_accuracy(r) for r in rows]
+        spread = f" ± {statistics.stdev(accuracies):.2f}" if len(rows) > 1 else ""
+
+        def versus(reference: list[dict]) -> str:
+            common = {r["config"]["seed"] for r in reference}
+            mine = [r for r in rows if r["config"]["seed"] in common]
+            if not mine or reference is rows:
+                return "-"
+            theirs = [r for r in reference if r["config"]["seed"] in {m["config"]["seed"] for m in mine}]
+            difference = _mean(mine, _accuracy) - _mean(theirs, _accuracy)
+            return f"{difference:+.2f} ({_per_seed_differences(mine, reference)})"
+
+        lines.append(
+            f"| {name} | {what} | {len(rows)} | {statistics.mean(accuracies):.2f}{spread} | "
+            f"{versus(standard)} | {versus(kd)} |"
+        )
+    return "\n".join(lines)
+
+
 def regime_table(studies: dict[str, list], earlier_teachers: dict[str, list[dict]] | None = None) -> str:
     """Does standard training fit its data? Training vs validation accuracy of the reference lines of
     each study (per seed), from their run data; then the teachers a study trained under an earlier
@@ -527,6 +569,7 @@ def blocks() -> dict[str, str]:
         "comparison": comparison_table(groups),
         "sweep": comparison_table(studies[SWEEP]),
         "verdict": verdict(groups),
+        "soft-target-parts": soft_target_parts_table(groups),
         "regime": regime_table(studies, {c: earlier_teacher_rows(loaded[c], studies[c]) for c in STUDIES}),
         "benchmark": benchmark_table(records.read(BENCHMARK_DATA)),
         "target-content": target_content_table(TARGET_CONTENT_DIR, TARGET_CONTENT_DETAIL),
