@@ -48,13 +48,17 @@ def _accuracy(row: dict) -> float:
     return 100 * row["eval_accuracy"]
 
 
+def _paired_differences(rows: list[dict], reference: list[dict]) -> list[float]:
+    """Accuracy differences on the seeds both have, in seed order."""
+    by_seed = {row["config"]["seed"]: _accuracy(row) for row in reference}
+    ours = {row["config"]["seed"]: _accuracy(row) for row in rows}
+    return [ours[s] - by_seed[s] for s in sorted(ours) if s in by_seed]
+
+
 def _per_seed_differences(rows: list[dict], reference: list[dict]) -> str:
     """Accuracy differences seed by seed (a seed sets the random state the weights and the data order
     start from), so a reader sees whether a mean difference is one lucky seed or every seed."""
-    by_seed = {row["config"]["seed"]: _accuracy(row) for row in reference}
-    seeds = sorted(row["config"]["seed"] for row in rows if row["config"]["seed"] in by_seed)
-    ours = {row["config"]["seed"]: _accuracy(row) for row in rows}
-    return ", ".join(f"{ours[s] - by_seed[s]:+.2f}" for s in seeds) or "no common seed"
+    return ", ".join(f"{d:+.2f}" for d in _paired_differences(rows, reference)) or "no common seed"
 
 
 def _flags_cell(run: RunSpec) -> str:
@@ -462,13 +466,10 @@ def soft_target_parts_table(groups) -> str:
         spread = f" ± {statistics.stdev(accuracies):.2f}" if len(rows) > 1 else ""
 
         def versus(reference: list[dict]) -> str:
-            common = {r["config"]["seed"] for r in reference}
-            mine = [r for r in rows if r["config"]["seed"] in common]
-            if not mine or reference is rows:
+            differences = _paired_differences(rows, reference) if reference is not rows else []
+            if not differences:
                 return "-"
-            theirs = [r for r in reference if r["config"]["seed"] in {m["config"]["seed"] for m in mine}]
-            difference = _mean(mine, _accuracy) - _mean(theirs, _accuracy)
-            return f"{difference:+.2f} ({_per_seed_differences(mine, reference)})"
+            return f"{statistics.mean(differences):+.2f} ({', '.join(f'{d:+.2f}' for d in differences)})"
 
         lines.append(
             f"| {name} | {what} | {len(rows)} | {statistics.mean(accuracies):.2f}{spread} | "
