@@ -98,6 +98,10 @@ def test_a_complete_comparison_says_plainly_how_many_targets_are_met(monkeypatch
     text = report.verdict(groups)
     assert text.startswith("- **1 of the 3 targets met: introspection falls short here.**")
     assert "interim" not in text
+    assert text.endswith(
+        "(seeds per line: introspective 3, standard 3, kd 3, label_smoothing 3, confidence_penalty 3, pskd 3, "
+        "tfkd_reg 3, tfkd_reg_m10 3): final."
+    )
 
 
 def test_regime_table_keeps_a_replaced_teacher_as_a_marked_row(monkeypatch):

@@ -36,7 +36,7 @@ TARGET_CONTENT_DETAIL = (
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 # The comparison's run lines that the README's verdict names.
-SELF_REGULARISERS = ("label_smoothing", "confidence_penalty", "pskd", "tfkd_reg")
+SELF_REGULARISERS = ("label_smoothing", "confidence_penalty", "pskd", "tfkd_reg", "tfkd_reg_m10")
 
 
 def _mean(rows: list[dict], key: Callable[[dict], float | None]) -> float | None:
@@ -428,14 +428,14 @@ def verdict(groups) -> str:
     else:
         summary = f"**So far {sum(met)} of the {len(met)} targets measured (of 3) met; interim, see the last line.**"
     lines.insert(0, f"- {summary}")
-    lines.append(
-        f"- Means over the seeds finished so far ({seeds})"
-        + (
-            "."
-            if complete
-            else "; the comparison is not complete yet (3 seeds of every line), so these are interim numbers."
+    if complete:
+        seeds += "".join(f", {name} {n}" for name, (_, n) in peers.items())
+        lines.append(f"- Means over the seeds of every line the targets compare ({seeds}): final.")
+    else:
+        lines.append(
+            f"- Means over the seeds finished so far ({seeds}); the comparison is not complete yet "
+            "(3 seeds of every line), so these are interim numbers."
         )
-    )
     return "\n".join(lines)
 
 
