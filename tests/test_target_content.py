@@ -254,6 +254,22 @@ def test_bad_inputs_are_config_errors(saved_models, mini_dataset, tmp_path):
     assert not os.path.exists(output)
 
 
+def test_training_images_are_the_first_training_images_unaugmented(mini_dataset):
+    from introspective_tf.training import data as data_lib
+
+    images, labels, data = tc.load_images(
+        mini_dataset, num_images=24, batch_size=8, training_images=True, train_limit=24
+    )
+    assert images.shape == (24, *data.image_shape) and data.num_train == 24
+    # The same 24 images (in another order, uncropped, unflipped) as the split's first 24.
+    builder = data_lib._load_folder(str(MINI))
+    first = [(x.numpy(), int(y)) for x, y in builder.as_dataset(split="train", as_supervised=True).take(24)]
+    key = lambda image, label: (label, image.astype(np.uint8).tobytes())  # noqa: E731
+    assert sorted(key(x, y) for x, y in zip(images, labels)) == sorted(key(x, y) for x, y in first)
+    held_out, _, _ = tc.load_images(mini_dataset, num_images=24, batch_size=8)
+    assert not {x.astype(np.uint8).tobytes() for x in held_out} & {x.astype(np.uint8).tobytes() for x in images}
+
+
 def _cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "introspective_tf.tools.target_content", *args],
@@ -288,6 +304,7 @@ def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
     assert content["hparams"]["explanation_mode"] == "inference"
     assert content["hparams"]["explanation"] == methods.resolve("introspective")["explanation"]
     assert content["teacher_temperature"] == 4.0 and content["provenance"]["code_hash"]
+    assert content["images"] == "held_out"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| **mean** |" in result.stdout
 

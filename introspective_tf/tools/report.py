@@ -577,6 +577,13 @@ def blocks() -> dict[str, str]:
     }
 
 
+def _analysed_images(result: dict) -> str:
+    """Which images a target_content result was measured on (results before `images` existed: held out)."""
+    if result.get("images", "held_out") == "training":
+        return f"{result['num_images']} of the {result['num_train']} training images"
+    return f"first {result['num_images']} of {result['eval_split']}"
+
+
 def target_content_table(folder: str, detail: str) -> str:
     """What the introspective target carries against a teacher's soft targets: a row per analysed model
     (target_content.py's JSON files in `folder`), then the per-class table of `detail`."""
@@ -607,7 +614,7 @@ def target_content_table(folder: str, detail: str) -> str:
     for result in results.values():
         means = result["mean_rank_correlation"]
         lines.append(
-            f"| {run(result['model_path'])} | first {result['num_images']} of {result['eval_split']} "
+            f"| {run(result['model_path'])} | {_analysed_images(result)} "
             f"| {100 * result['model_accuracy']:.2f} "
             f"| {result['hparams']['similarity_temperature']} | {run(result['teacher_path'])} "
             f"| {100 * result['teacher_accuracy']:.2f} | "
@@ -627,7 +634,14 @@ def target_content_table(folder: str, detail: str) -> str:
     )
     return (
         "\n".join(lines) + "\n\nMean over classes of the per-class Spearman rank correlations, on held-out images "
-        f"no model was trained on; measured {', '.join(dates)} at "
+        "no model was trained on"
+        + (
+            ""
+            if all(r.get("images", "held_out") == "held_out" for r in results.values())
+            else " (rows on training images: images the analysed model and its teacher were both trained on, what a KD "
+            "loss sees)"
+        )
+        + f"; measured {', '.join(dates)} at "
         f"commit {', '.join(origins)} on {'; '.join(machines) or 'an unrecorded machine'}. "
         f"Per class, for {run(shown['model_path'])} "
         f"(teacher {run(shown['teacher_path'])}):\n\n"

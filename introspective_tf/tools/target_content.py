@@ -7,7 +7,8 @@ r"""Does the self-explanation soft target carry the class similarity a trained t
 Knowledge distillation works through the *wrong-class* part of the teacher's distribution: for a
 cat, a good teacher puts more mass on dog than on truck. Introspective learning replaces the teacher
 by the similarity of the model's own explanations; this tool asks whether that soft target ranks the
-wrong classes as the teacher does. On N held-out images of a trained model:
+wrong classes as the teacher does. On N held-out images of a trained model (`--images=training`: N of
+the training images it and the teacher saw, unaugmented):
 
 * q_intro [N, C]: the introspective soft target, by `Introspective.targets` itself (the hparams given
   by flags, explaining a separate inference-mode pass: the analysed model is trained, not training);
@@ -385,24 +386,34 @@ def load_images(
     data_dir: str | None = None,
     eval_split: str = "validation",
     validation_split: float = 0.1,
+    training_images: bool = False,
+    train_limit: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, data_lib.Data]:
     """The first `num_images` (or all, if fewer) images and labels of the held-out split, in the
-    split's fixed order, with the dataset's description."""
+    split's fixed order, with the dataset's description. `training_images=True`: `num_images` of the
+    training images instead (the first `train_limit`, as train.py takes them), unaugmented, in a fixed
+    shuffled order -- the images a KD loss sees, where a teacher is more confident than on held-out ones."""
     if num_images <= 0:
         raise ConfigError(f"num_images must be > 0, not {num_images}")
     data = data_lib.load(
-        dataset, batch_size=batch_size, data_dir=data_dir, eval_split=eval_split, validation_split=validation_split
+        dataset,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        eval_split=eval_split,
+        validation_split=validation_split,
+        train_limit=train_limit,
+        augment=False,
     )
     images, labels, count = [], [], 0
     with data_lib.naming_unreadable_images(dataset):
-        for x, y in data.eval:
+        for x, y in data.train if training_images else data.eval:
             images.append(x.numpy())
             labels.append(y.numpy())
             count += len(y)
             if count >= num_images:
                 break
     if not images:
-        raise ConfigError(f"the {data.eval_split} split of '{dataset}' is empty")
+        raise ConfigError(f"the {'training' if training_images else data.eval_split} split of '{dataset}' is empty")
     return np.concatenate(images)[:num_images], np.concatenate(labels)[:num_images], data
 
 
@@ -420,6 +431,8 @@ def run(
     batch_size: int = 128,
     teacher_temperature: float = 4.0,
     hparams: dict[str, Any] | None = None,
+    training_images: bool = False,
+    train_limit: int = 0,
 ) -> dict:
     """Loads everything, checks it fits, analyses, and writes the JSON (and the figure if asked)."""
     if not model_path:
@@ -434,6 +447,8 @@ def run(
         data_dir=data_dir,
         eval_split=eval_split,
         validation_split=validation_split,
+        training_images=training_images,
+        train_limit=train_limit,
     )
     teacher_lib.check_fits(
         f"model '{model_path}'", model.input_shape[1:], model.output_shape[-1], data.image_shape, data.num_classes
@@ -454,6 +469,8 @@ def run(
         teacher_path=teacher_path,
         dataset=dataset,
         eval_split=data.eval_split,
+        images="training" if training_images else "held_out",
+        num_train=data.num_train,
         provenance=provenance.record("introspective.py"),
     )
     if output:
@@ -475,6 +492,12 @@ def _define_flags() -> None:
     flags.DEFINE_enum("eval_split", "validation", list(data_lib.EVAL_SPLITS), "Held-out split to analyse on.")
     flags.DEFINE_float("validation_split", 0.1, "As in train.py.")
     flags.DEFINE_integer("num_images", 2000, "Images of the split to analyse (its first ones).")
+    flags.DEFINE_enum(
+        "images", "held_out", ["held_out", "training"], "Analyse held-out images, or the training images (unaugmented)."
+    )
+    flags.DEFINE_integer(
+        "train_limit", 0, "As in train.py: the training images the models saw (with --images=training)."
+    )
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     flags.DEFINE_float("teacher_temperature", 4.0, "T of the teacher's softmax(z / T), as in the kd runs.")
     run_flags.define_hyperparameter_flags("introspective", TARGET_HPARAMS)
@@ -500,11 +523,14 @@ def main(argv):
             batch_size=FLAGS.batch_size,
             teacher_temperature=FLAGS.teacher_temperature,
             hparams={name: FLAGS[name].value for name in TARGET_HPARAMS},
+            training_images=FLAGS.images == "training",
+            train_limit=FLAGS.train_limit,
         )
     except ConfigError as err:
         sys.exit(f"error: {err}")
     print(
-        f"model={FLAGS.model_path} teacher={FLAGS.teacher} data={FLAGS.dataset} {result['eval_split']} "
+        f"model={FLAGS.model_path} teacher={FLAGS.teacher} data={FLAGS.dataset} "
+        f"{'training' if result['images'] == 'training' else result['eval_split']} "
         f"images={result['num_images']} T={FLAGS.teacher_temperature}"
     )
     print(markdown_table(result), end="")
