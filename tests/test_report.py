@@ -123,6 +123,7 @@ def test_soft_target_parts_table_compares_each_kd_variant_seed_by_seed(monkeypat
     assert lines[2].startswith("| kd | the teacher's soft target | 2 | 74.50 ± 0.71 | +3.50 (+4.00, +3.00) | - |")
     assert lines[3].endswith("| 2 | 71.50 ± 0.71 | +0.50 (+1.00, +0.00) | -3.00 (-3.00, -3.00) |")
     assert lines[4].startswith("| kd_shuffled_non_gt |") and "not run yet" in lines[4]
+    assert [line.split(" | ")[0] for line in lines[5:]] == ["| introspective", "| introspective_input_gradient"]
 
 
 def test_target_content_rows_say_which_images_they_were_measured_on():

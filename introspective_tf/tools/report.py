@@ -444,6 +444,7 @@ SOFT_TARGET_PARTS = (
     ("kd_uniform_non_gt", "its true-class response, the rest spread evenly: no class similarity"),
     ("kd_shuffled_non_gt", "its true-class response and wrong-class values, shuffled among the wrong classes"),
     ("introspective", "the self-explanation target (no teacher)"),
+    ("introspective_input_gradient", "the same from input gradients, the paper's own explanation (no teacher)"),
 )
 
 
