@@ -67,6 +67,9 @@ def resolve(name: str, given: dict[str, Any] | None = None, where: str = "") -> 
         if key not in declared:
             takes = ", ".join(declared) or "none"
             raise ConfigError(f"{prefix}method '{name}' takes no hyper-parameter '{key}' (it takes: {takes})")
+    for first, second in getattr(get(name), "exclusive_hyperparameters", ()):  # pairs that cannot both be given
+        if first in (given or {}) and second in (given or {}):
+            raise ConfigError(f"{prefix}give {first} or {second}, not both")
     return {key: _cast((given or {}).get(key, h.default), h, prefix) for key, h in declared.items()}
 
 

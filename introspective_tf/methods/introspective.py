@@ -40,12 +40,16 @@ def resolve_explanation_mode(mode: str, explanation: str, estimator: str = "exac
 
 
 class Introspective(Method):
+    exclusive_hyperparameters = (("similarity_temperature", "target_true_mass"),)
+
     def __init__(
         self,
         backbone,
         alpha: float = 0.2,  # defaults chosen on a validation split: docs/sweep.md
         temperature: float = 1.0,
         similarity_temperature: float = 0.01,
+        target_true_mass: float = 0.0,
+        target_mass_scope: str = "batch",
         soft_target: str = "softmax",
         epsilon: float = 0.1,
         explanation_mode: str = "auto",
@@ -63,6 +67,10 @@ class Introspective(Method):
         alpha: weight of the soft-target term; 1 - alpha goes to the hard label.
         temperature: student temperature T in KL(q || softmax(z / T)), scaled by T^2.
         similarity_temperature: tau in q = softmax(similarity / tau).
+        target_true_mass: instead of a fixed tau, solve tau at every step so that the softmax target's
+            true-class mass is this (in (1/C, 1]; 1 is the label); 0 = off, use similarity_temperature.
+        target_mass_scope: with target_true_mass: batch (one tau per batch, its mean true-class mass is the
+            setting; examples keep their relative softness) or example (one tau per example).
         soft_target: softmax: q = softmax(s / tau); smoothing: 1 - eps on y, eps spread by softmax(s / tau).
         epsilon: mass off the true class for soft_target=smoothing.
         explanation_mode: which pass is explained: a separate inference or training pass, or the training pass
@@ -84,6 +92,23 @@ class Introspective(Method):
         _check(temperature > 0, f"temperature must be > 0, not {temperature}")
         _check(similarity_temperature > 0, f"similarity_temperature must be > 0, not {similarity_temperature}")
         _check(0.0 <= epsilon <= 1.0, f"epsilon must be in [0, 1], not {epsilon}")
+        num_classes = int(backbone.output_shape[-1])
+        _check(
+            target_true_mass == 0.0 or 1.0 / num_classes < target_true_mass <= 1.0,
+            f"target_true_mass must be 0 (off) or in (1/C, 1] = ({1.0 / num_classes:.3g}, 1], not {target_true_mass}",
+        )
+        _check(
+            target_true_mass == 0.0 or similarity_temperature == self.hyperparameters()["similarity_temperature"].default,
+            "give target_true_mass or similarity_temperature, not both: the true-class mass sets tau",
+        )
+        _check(
+            target_true_mass == 0.0 or soft_target == "softmax",
+            "target_true_mass needs soft_target=softmax (the smoothing target's true-class mass is 1 - epsilon)",
+        )
+        _check(
+            target_mass_scope in soft_targets.TRUE_MASS_SCOPES,
+            f"target_mass_scope must be one of {soft_targets.TRUE_MASS_SCOPES}, not '{target_mass_scope}'",
+        )
         _check(
             soft_target in soft_targets.SOFT_TARGETS,
             f"soft_target must be one of {soft_targets.SOFT_TARGETS}, not '{soft_target}'",
@@ -131,13 +156,14 @@ class Introspective(Method):
         self._probe_seed = keras.random.SeedGenerator() if explanation_estimator == "jvp" else None
         self.alpha, self.temperature = alpha, temperature
         self.similarity_temperature, self.soft_target, self.epsilon = similarity_temperature, soft_target, epsilon
+        self.target_true_mass, self.target_mass_scope = target_true_mass, target_mass_scope
         self.explanation_mode, self.explanation_implementation = explanation_mode, explanation_implementation
         # How peaked the soft target is: the mean mass q puts on the true class (1.0 = one-hot label).
-        self.target_true_mass = keras.metrics.Mean(name="target_true_mass")
+        self.true_mass_tracker = keras.metrics.Mean(name="target_true_mass")
 
     @property
     def metrics(self):
-        return super().metrics + [self.target_true_mass]
+        return super().metrics + [self.true_mass_tracker]
 
     def targets(self, images, labels):
         if self.explanation_mode == "shared":
@@ -189,10 +215,13 @@ class Introspective(Method):
     def soft_target_from_similarity(self, similarity, labels):
         """q from s, the one function training and the tools use (tracked by `target_true_mass`)."""
         similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
-        target = soft_targets.soft_target(
-            similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon
-        )
-        self.target_true_mass.update_state(tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1))
+        if self.target_true_mass:
+            target = soft_targets.target_with_true_mass(similarity, labels, self.target_true_mass, self.target_mass_scope)
+        else:
+            target = soft_targets.soft_target(
+                similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon
+            )
+        self.true_mass_tracker.update_state(soft_targets.true_class_mass(target, labels))
         return target
 
     def effective_alpha(self):
