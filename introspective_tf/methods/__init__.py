@@ -67,10 +67,15 @@ def resolve(name: str, given: dict[str, Any] | None = None, where: str = "") -> 
         if key not in declared:
             takes = ", ".join(declared) or "none"
             raise ConfigError(f"{prefix}method '{name}' takes no hyper-parameter '{key}' (it takes: {takes})")
-    for first, second in getattr(get(name), "exclusive_hyperparameters", ()):  # pairs that cannot both be given
-        if first in (given or {}) and second in (given or {}):
-            raise ConfigError(f"{prefix}give {first} or {second}, not both")
     return {key: _cast((given or {}).get(key, h.default), h, prefix) for key, h in declared.items()}
+
+
+def check_exclusive(name: str, given: dict[str, Any]) -> None:
+    """A clear error when `given` (the hyper-parameters a user set) holds both of a pair the method
+    declares exclusive (`exclusive_hyperparameters`), even at their default values."""
+    for first, second in getattr(get(name), "exclusive_hyperparameters", ()):
+        if first in given and second in given:
+            raise ConfigError(f"give {first} or {second}, not both")
 
 
 def build(name: str, backbone: keras.Model, hparams: dict[str, Any] | None = None) -> Method:

@@ -128,7 +128,10 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> experiment
         if f.name in flag_values and f.name != "hparams"
     }
     hparams = {name: flag_values[name].value for name in methods.all_hyperparameters()}
-    return experiment.ExperimentConfig(**values, hparams={k: v for k, v in hparams.items() if v is not None})
+    given = {k: v for k, v in hparams.items() if v is not None}
+    if values.get("method") in methods.METHODS:
+        methods.check_exclusive(values["method"], given)
+    return experiment.ExperimentConfig(**values, hparams=given)
 
 
 def parse_run_line(tokens: list[str], where: str) -> experiment.ExperimentConfig:
@@ -141,4 +144,7 @@ def parse_run_line(tokens: list[str], where: str) -> experiment.ExperimentConfig
         raise ConfigError(f"{where}: {err}") from None
     if len(rest) > 1:
         raise ConfigError(f"{where}: expected --name=value, not '{rest[1]}'")
-    return config_from_flags(flag_values)
+    try:
+        return config_from_flags(flag_values)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
