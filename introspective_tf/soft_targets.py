@@ -6,15 +6,12 @@
           neg_l2   -|E_c - E_y| / |E_y|                       s_y = 0 (scale-free, so tau keeps its meaning)
     q   = softmax(s / tau)                      "softmax" target
     q   = (1 - eps) onehot(y) + eps * r         "smoothing" target, r = softmax(s / tau) over c != y
-    tau(m): the tau at which the softmax target's (mean) true-class mass is m    `temperature_for_true_mass`
     L   = (1 - alpha) CE(y, softmax(z)) + alpha T^2 KL(q || softmax(z / T))
 
 All functions are pure TensorFlow on batched tensors; none looks at Python values per step.
 """
 
 from __future__ import annotations
-
-import math
 
 import tensorflow as tf
 
@@ -97,49 +94,6 @@ def smoothing_target(similarity: tf.Tensor, labels: tf.Tensor, tau: float, epsil
     true = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(similarity)[-1], dtype=similarity.dtype)
     masked = tf.where(true > 0, tf.constant(-float("inf"), similarity.dtype), similarity / tau)
     return (1.0 - epsilon) * true + epsilon * tf.nn.softmax(masked, axis=-1)
-
-
-def true_class_mass(target: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """q_y [B]: the mass a target [B, C] puts on each example's true class."""
-    return tf.gather(target, tf.cast(labels, tf.int32), axis=1, batch_dims=1)
-
-
-TRUE_MASS_SCOPES = ("batch", "example")
-_LOG_TAU_RANGE = (math.log(1e-4), math.log(1e4))  # bisection bracket for tau
-_BISECTION_STEPS = 30  # the bracket's log-width / 2^30 < 2e-8: tau to float32 precision
-
-
-def temperature_for_true_mass(similarity: tf.Tensor, labels: tf.Tensor, true_mass: float, scope: str) -> tf.Tensor:
-    """The tau at which softmax(s / tau) puts `true_mass` on the true class: one tau for the batch
-    (`scope="batch"`: the batch's *mean* true-class mass is `true_mass`, so examples keep the relative
-    softness their similarities give them), or one per example (`scope="example"`: [B, 1], every
-    example's true-class mass is `true_mass`).
-
-    s_y is every example's largest similarity (1 for cosine and pearson, 0 for neg_l2), so the mass
-    falls monotonically from 1 (tau -> 0) to 1/C (tau -> inf) and a fixed number of bisection steps on
-    log tau finds it in the graph. A mass no tau in [1e-4, 1e4] reaches (an example whose classes are all
-    equally similar, such as one whose true-class map is all zero, stays uniform at any tau) ends at the
-    bracket's edge: the target stays finite and sums to 1.
-    """
-    per_example = scope == "example"
-    shape = tf.stack([tf.shape(similarity)[0], 1]) if per_example else tf.constant([], tf.int32)
-    low = tf.fill(shape, tf.constant(_LOG_TAU_RANGE[0], similarity.dtype))
-    high = tf.fill(shape, tf.constant(_LOG_TAU_RANGE[1], similarity.dtype))
-    for _ in range(_BISECTION_STEPS):
-        middle = 0.5 * (low + high)
-        mass = true_class_mass(tf.nn.softmax(similarity / tf.exp(middle), axis=-1), labels)
-        mass = mass[:, tf.newaxis] if per_example else tf.reduce_mean(mass)
-        too_soft = mass < true_mass  # mass falls as tau grows: the answer lies below `middle`
-        high, low = tf.where(too_soft, middle, high), tf.where(too_soft, low, middle)
-    return tf.exp(0.5 * (low + high))
-
-
-def target_with_true_mass(similarity: tf.Tensor, labels: tf.Tensor, true_mass: float, scope: str) -> tf.Tensor:
-    """softmax(s / tau) with tau solved for `true_mass` (`temperature_for_true_mass`); 1.0 is the label."""
-    if true_mass >= 1.0:
-        return tf.one_hot(tf.cast(labels, tf.int32), tf.shape(similarity)[-1], dtype=similarity.dtype)
-    tau = tf.stop_gradient(temperature_for_true_mass(similarity, labels, true_mass, scope))
-    return softmax_target(similarity, tau)
 
 
 def soft_target(similarity: tf.Tensor, labels: tf.Tensor, kind: str, tau: float, epsilon: float) -> tf.Tensor:

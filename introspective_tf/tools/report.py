@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from introspective_tf import methods
 from introspective_tf.errors import ConfigError
-from introspective_tf.tools.study import TEACHER, RunSpec, Study, load_study, made_by_current_code
+from introspective_tf.tools.study import TEACHER, RunSpec, Study, load_study, made_by_current_code, read_declarations
 from introspective_tf.training import provenance, records
 
 STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
@@ -243,6 +243,9 @@ def study_page(groups, config_path: str, chart_path: str, report_path: str, data
             ),
             "",
         ]
+    with open(config_path) as f:
+        declared = read_declarations(f.read())
+    lines += [declared, ""] if declared else []
     lines += [markdown_table(groups), ""]
     target_mass = target_mass_table(groups)
     if target_mass:

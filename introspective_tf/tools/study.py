@@ -6,6 +6,7 @@ the same definitions, `training/run_flags.py`):
     common  --dataset=folder:../shared/data/cifar10 --model=small_cnn --epochs=10   # every run
     seeds   0 1                                                                     # each run line, per seed
     report  docs/results.md                          # where to write the report (chart: same name, .png)
+    #> A line of Markdown the report shows above its table (a sweep's declared grid and choosing rule).
     data    results/compare_cifar10.jsonl            # finished runs, one JSON row each (committed)
     teacher --model=resnet32 --method=standard       # trained once; kd runs without --teacher use it
     standard --method=standard
@@ -75,6 +76,12 @@ def read_setting(text: str, key: str) -> str:
         if len(tokens) == 2 and tokens[0] == key:
             return tokens[1]
     return ""
+
+
+def read_declarations(text: str) -> str:
+    """The config's `#> ` lines, joined as Markdown: what a sweep declared (grid, seeds, choosing rule)
+    before its runs, shown on its generated page."""
+    return "\n".join(line[3:] if line.startswith("#> ") else line[2:] for line in text.splitlines() if line.startswith("#>"))
 
 
 def read_report_path(text: str) -> str:
