@@ -121,3 +121,12 @@ def test_planned_runs_resolve_defaults_and_give_kd_its_teacher(tmp_path):
     runs = {run["compare_run"]: run for run in planned}
     assert runs["ls"]["config"]["hparams"] == {"smoothing": 0.1}
     assert runs["kd"]["teacher"]["model"] == "resnet20" and "teacher" not in runs["ls"]
+
+
+def test_a_setting_added_since_the_baseline_is_left_out_of_its_replay_only_at_its_default():
+    old = {"alpha": 0.2}
+    new = {"alpha": 0.2, "target_true_mass": 0.0}
+    config = {"method": "introspective", "hparams": {"alpha": 0.5, "target_true_mass": 0.0}}
+    assert equivalence.without_new_defaults(config, old, new)["hparams"] == {"alpha": 0.5}
+    config["hparams"]["target_true_mass"] = 0.8  # a new behaviour: the baseline cannot run it, and must not
+    assert equivalence.without_new_defaults(config, old, new)["hparams"] == {"alpha": 0.5, "target_true_mass": 0.8}

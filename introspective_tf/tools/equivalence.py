@@ -131,6 +131,29 @@ def code_hashes(tree: str, method_names: list[str]) -> dict[str, str]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def declared_defaults(tree: str) -> dict[str, dict[str, Any]]:
+    """{method: {hyper-parameter: default}} as the code in `tree` declares them (computed by that code)."""
+    snippet = (
+        "import json; from introspective_tf import methods as m; "
+        "print(json.dumps({n: {k: h.default for k, h in c.hyperparameters().items()} for n, c in m.METHODS.items()}, "
+        "default=str))"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tree}
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"cannot read the hyper-parameters in {tree}: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def without_new_defaults(config: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`config` without the hyper-parameters the baseline does not declare (`old`) where they hold the
+    candidate's default (`new`): a setting added since, left at the value that keeps the old behaviour,
+    so the baseline can replay the configuration. At any other value it stays, and the baseline cannot."""
+    hparams = {k: v for k, v in config.get("hparams", {}).items() if k in old or k not in new or v != new[k]}
+    return {**config, "hparams": hparams}
+
+
 @dataclasses.dataclass
 class Verdict:
     method: str
@@ -147,6 +170,7 @@ def check(baseline: str, candidate: str, runs: list[dict], data: str = MINI_DATA
     make configurations distinct (they change numbers, not which code runs)."""
     methods = sorted({run["config"]["method"] for run in runs})
     old_hashes, new_hashes = code_hashes(baseline, methods), code_hashes(candidate, methods)
+    old_defaults, new_defaults = declared_defaults(baseline), declared_defaults(candidate)
     verdicts, seen = {}, set()
     with tempfile.TemporaryDirectory() as scratch:
         for run in runs:
@@ -155,6 +179,10 @@ def check(baseline: str, candidate: str, runs: list[dict], data: str = MINI_DATA
             made_by = run.get("provenance", {}).get("code_hash", old)
             if old == new or made_by != old:
                 continue
+            run = {
+                **run,
+                "config": without_new_defaults(run["config"], old_defaults.get(method, {}), new_defaults[method]),
+            }
             key = json.dumps(
                 [{k: v for k, v in run["config"].items() if k not in _NOT_DISTINCT}, run.get("teacher")],
                 sort_keys=True,
