@@ -16,7 +16,7 @@ from absl import app, flags
 
 from introspective_tf import quiet
 from introspective_tf.errors import ConfigError
-from introspective_tf.training import experiment, run_flags
+from introspective_tf.training import experiment, run_flags, run_lock
 
 run_flags.define_run_flags()  # every ExperimentConfig field and every method's hyper-parameters
 FLAGS = flags.FLAGS
@@ -27,7 +27,10 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]} (flags look like --name=value)")
     try:
-        results = experiment.run(run_flags.config_from_flags(FLAGS))
+        config = run_flags.config_from_flags(FLAGS)
+        config.validate()  # a bad flag is named before the run folder is looked at
+        with run_lock.hold(run_lock.run_folder(config)):  # one process per run folder
+            results = experiment.run(config)
     except ConfigError as err:
         sys.exit(f"error: {err}")
     exported = f"exported to {results['export_dir']}" if results["export_dir"] else "not exported"

@@ -21,40 +21,49 @@ from introspective_tf import quiet
 from introspective_tf.errors import ConfigError
 from introspective_tf.tools import report, study
 from introspective_tf.tools.study import TEACHER, RunSpec
-from introspective_tf.training import experiment, records
+from introspective_tf.training import experiment, records, run_lock
 
 
 def train(run: RunSpec, teacher: RunSpec | None, data_path: str | None = None) -> dict[str, Any]:
     """Trains `run` in this process and adds its row to `data_path`. A stale run folder this tool made
     (another configuration or training code) is cleared first; a crashed run of the same configuration
-    and code resumes from its backup. A folder this tool did not make is never touched."""
+    and code resumes from its backup. A folder this tool did not make is never touched, nor one that
+    another process is training (`run_lock.FolderInUse`)."""
+    with run_lock.hold(run.config.output_dir):
+        return _train_locked(run, teacher, data_path)
+
+
+def _train_locked(run: RunSpec, teacher: RunSpec | None, data_path: str | None) -> dict[str, Any]:
     import keras
 
     wanted = {**study.run_identity(run, teacher), "code_hash": study.current_code_hash(run.config.method)}
-    marker = os.path.join(run.config.output_dir, "compare_config.json")
+    folder = run.config.output_dir
+    marker = os.path.join(folder, "compare_config.json")
     try:
         with open(marker) as f:
             same = json.load(f) == wanted
     except FileNotFoundError:
-        if os.path.isdir(run.config.output_dir) and os.listdir(run.config.output_dir):
+        if run_lock.contents(folder):
             raise ConfigError(
-                f"{run.config.output_dir} holds a run of another configuration that this tool did not "
+                f"{folder} holds a run of another configuration that this tool did not "
                 "make: move it away or use another --runs_dir"
             ) from None
         same = False
     except (OSError, ValueError):
         same = False
-    if not same and os.path.isdir(run.config.output_dir):
-        shutil.rmtree(run.config.output_dir)
-    os.makedirs(run.config.output_dir, exist_ok=True)
+    if not same:
+        for name in run_lock.contents(folder):  # everything but the lock this process holds
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
     experiment.write_json(marker, wanted)
     keras.backend.clear_session()
     extra = {"compare_run": run.name, **({"teacher": wanted["teacher"]} if run.uses_teacher else {})}
     results = experiment.run(dataclasses.replace(run.config, hparams=dict(run.config.hparams)), extra_results=extra)
-    results["train_eval_accuracy"] = training_set_accuracy(
-        run.config, os.path.join(run.config.output_dir, "model.keras")
-    )
-    results["epoch_history"] = epoch_history(run.config.output_dir)
+    results["train_eval_accuracy"] = training_set_accuracy(run.config, os.path.join(folder, "model.keras"))
+    results["epoch_history"] = epoch_history(folder)
     if data_path:
         records.add(data_path, records.row_from_results(results))
     return results
@@ -174,6 +183,8 @@ def compare(
                 )
                 try:
                     train(teacher, teacher, data_path)
+                except run_lock.FolderInUse:
+                    raise  # another process is training this config: stop here, on one line
                 except ConfigError as err:
                     failures.append(f"{run.name} seed {run.config.seed}: no teacher ({err})")
                     continue
@@ -182,6 +193,8 @@ def compare(
             try:
                 train(run, teacher, data_path)
                 rows = records.read(data_path)
+            except run_lock.FolderInUse:
+                raise
             except ConfigError as err:
                 failures.append(f"{run.name} seed {run.config.seed}: {err}")
                 print(f"error: {failures[-1]}", file=sys.stderr, flush=True)

@@ -37,6 +37,7 @@ NOT_TRAINING = (
     "training/provenance.py",
     "training/records.py",
     "training/run_flags.py",  # flags -> ExperimentConfig, which every run records in full
+    "training/run_lock.py",  # one process per run folder
 )
 
 
