@@ -6,14 +6,21 @@ and, on a machine without an NVIDIA driver, "failed call to cuInit". This is the
 the log level (2: errors only, unless the user set it) and drops exactly those known lines while
 TensorFlow starts. Every other line, errors included, is written back; `TF_CPP_MIN_LOG_LEVEL=0` or
 `1` shows everything.
+
+The commands' Python-side logging policy is here as well (`command_defaults`): absl's INFO lines off,
+a few absl warnings that only precede one of the project's clearer errors dropped, and Python warnings
+printed without a library's source line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 # Start-up lines that carry no information on a machine that has no GPU driver.
@@ -82,9 +89,40 @@ def start_tensorflow() -> None:
 def command_defaults() -> None:
     """For the commands (train.py, explain.py, compare), from their `main` (after flag parsing): absl's
     INFO lines -- TFDS announcing each dataset it builds, the SavedModel writer's notes -- are off
-    unless the user passed `--verbosity`; `--verbosity=0` shows them."""
+    unless the user passed `--verbosity`; `--verbosity=0` shows them, and the absl warnings that
+    `_ABSL_NOTICES` drops. A Python warning is printed without the library's source line that
+    Python's default format adds under it (e.g. a bare `warnings.warn(msg)`)."""
     from absl import flags
     from absl import logging as absl_logging
 
     if not flags.FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)
+        drop_absl_notices()
+    warnings.formatwarning = warning_without_source_line
+
+
+# absl warnings that only precede one of the project's one-line errors, which says more: TFDS finds a
+# dataset's version folder without dataset_info.json (it made the folder itself, or a download was cut
+# off) before `data.py` reports that the dataset is not prepared, and where to put it.
+_ABSL_NOTICES = (re.compile(r"^Variant folder .* has no dataset_info\.json$"),)
+
+
+class _DropNotices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record that cannot format is not one of ours to judge
+            return True
+        return not any(notice.match(message) for notice in _ABSL_NOTICES)
+
+
+def drop_absl_notices() -> None:
+    """Drops `_ABSL_NOTICES` from absl's logger (what TFDS and other absl users log to); once per process."""
+    logger = logging.getLogger("absl")
+    if not any(isinstance(f, _DropNotices) for f in logger.filters):
+        logger.addFilter(_DropNotices())
+
+
+def warning_without_source_line(message, category, filename, lineno, line=None) -> str:
+    """`warnings.formatwarning` without the source line under the message."""
+    return f"{filename}:{lineno}: {category.__name__}: {message}\n"

@@ -138,6 +138,31 @@ def test_tfds_without_network_says_how_to_use_local_data(previous_run, tmp_path,
         experiment.run(_config(previous_run, "cifar10", data_dir=str(tmp_path / "tfds")))
 
 
+def test_train_py_without_a_prepared_tfds_dataset_prints_only_the_error(tmp_path):
+    """TFDS logs an absl warning about the empty version folder it finds; the user sees only our line."""
+    import subprocess
+
+    from conftest import REPO
+
+    argv = ["train.py", "--dataset=cifar10", f"--data_dir={tmp_path / 'tfds'}", f"--output_dir={tmp_path / 'run'}"]
+    code = (
+        "import runpy, sys\n"
+        "from introspective_tf.training import data\n"
+        "data.DOWNLOAD_PROBE = ('unreachable.invalid', 443)  # never downloads in tests\n"
+        f"sys.argv = {argv!r}\n"
+        "runpy.run_path('train.py', run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: TFDS dataset 'cifar10' is not prepared in {tmp_path / 'tfds' / 'cifar10'}/")
+    assert line.endswith(
+        "no network to download it: point --data_dir=DIR at a prepared TFDS directory or use "
+        "--dataset=folder:ROOT (ROOT/train/CLASS/*.jpg)"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_output_dir_not_writable(previous_run, tmp_path, mini_dataset):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -101,7 +101,8 @@ def test_load_classifier_accepts_every_kind_of_saved_model(model_and_batch, tmp_
         visualize.load_classifier(str(tmp_path / "nothing-here"))
 
 
-def test_explain_py_draws_a_figure_from_an_export(model_and_batch, tmp_path):
+@pytest.mark.parametrize("explainer", ["gradcam", "saliency"])
+def test_explain_py_draws_a_figure_from_an_export(model_and_batch, tmp_path, explainer):
     backbone, *_ = model_and_batch
     export.export_classifier(backbone, str(tmp_path / "export"))
     output = tmp_path / "explanations.png"
@@ -111,12 +112,26 @@ def test_explain_py_draws_a_figure_from_an_export(model_and_batch, tmp_path):
         f"--model_path={tmp_path / 'export'}",
         f"--dataset=folder:{MINI}",
         "--num_images=3",
-        "--explainer=gradcam",
+        f"--explainer={explainer}",
         f"--output={output}",
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == f"wrote {output}\n" and result.stderr == ""  # no library warning, no source line
     assert matplotlib.image.imread(output).shape[0] > 3 * 150
+
+
+@pytest.mark.parametrize("explainer", visualize.EXPLAINERS)
+def test_the_maps_raise_no_warning(model_and_batch, explainer):
+    """tf-keras-vis calls the model on a list of inputs, which Keras would warn about on every figure."""
+    import warnings
+
+    backbone, images, labels, _ = model_and_batch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        visualize.explanation_maps(backbone, images[:2], np.stack([labels[:2]] * 2, 1), explainer, smooth_samples=2)
+    shown = [w for w in caught if not issubclass(w.category, DeprecationWarning)]  # hidden by default
+    assert [str(w.message) for w in shown] == []
 
 
 def test_explain_py_refuses_a_model_for_other_data_with_one_line(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -117,9 +118,14 @@ def explanation_maps(
     else:
         visualizer = Saliency(model, clone=False)
         kwargs = {"smooth_samples": smooth_samples} if explainer == "smoothgrad" else {}
-    maps = [
-        np.asarray(visualizer(CategoricalScore(list(classes[:, k])), images, **kwargs)) for k in range(classes.shape[1])
-    ]
+    with warnings.catch_warnings():
+        # tf-keras-vis calls the model on a list of its inputs; Keras warns that a list of one tensor is
+        # not the single input the model declares, and then uses it as that input.
+        warnings.filterwarnings("ignore", message=r"The structure of `inputs` doesn't match", category=UserWarning)
+        maps = [
+            np.asarray(visualizer(CategoricalScore(list(classes[:, k])), images, **kwargs))
+            for k in range(classes.shape[1])
+        ]
     maps = np.stack(maps, axis=1).reshape(classes.shape + tuple(images.shape[1:3]))
     return np.nan_to_num(maps)  # a constant map normalises to NaN in tf-keras-vis
 

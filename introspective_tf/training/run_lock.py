@@ -50,7 +50,7 @@ def run_folder(config: Any) -> str:
 
 
 def _non_chief_worker() -> str | None:
-    """"worker1" for a TF_CONFIG task that is not the chief (the rule of `distribute.is_chief`), else None."""
+    """The name of a TF_CONFIG task that is not the chief ("worker1"; the rule of `distribute.is_chief`), else None."""
     try:
         tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
         task, cluster = tf_config.get("task") or {}, tf_config.get("cluster") or {}
