@@ -30,7 +30,9 @@ class ProgressiveSelfKD(Method):
 
     def __init__(self, backbone, alpha: float = 0.8, **kwargs):  # alpha_T = 0.8 in the paper
         """Args:
-        alpha: alpha_T, the weight of the last epoch's predictions at the end of training (grows linearly from 0).
+        alpha: alpha_T, the weight of the previous epoch's predictions in the last epoch; in epoch t it is
+            alpha (t + 1) / epochs, so it grows linearly from alpha / epochs in the first epoch (whose target
+            is the label all the same: there are no previous predictions yet).
         """
         super().__init__(backbone, **kwargs)
         _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")

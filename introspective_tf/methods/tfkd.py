@@ -8,8 +8,8 @@ This is the form of the authors' public code (`loss_kd_regularization`): the tea
 u are softened by a softmax at temperature T (so q is close to uniform: at a = 0.99, T = 20, C = 10 it
 puts 0.105 on the true class), the student is not softened, and PyTorch's `KLDivLoss()` averages
 over batch and classes, hence the / C. Defaults: a = 0.99 (fixed in that code), T = 20, alpha = 0.1,
-multiplier = 100, the authors' CIFAR-100 ResNet-18 setting. docs/baselines.md says where this
-differs from the paper's equations.
+multiplier = 100, the authors' CIFAR-100 ResNet-18 setting (their other networks' settings are in
+docs/baselines.md, which also says where this differs from the paper's equations).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class TeacherFreeKD(Method):
     ):
         """Args:
         alpha: weight of the KL term to the virtual teacher; 1 - alpha goes to the hard label.
-        temperature: T of the student's and the virtual teacher's softmax.
+        temperature: T of the virtual teacher's softmax, softmax(u / T); the student's softmax is not softened.
         correct_probability: the virtual teacher's probability of the true class.
         multiplier: scale of the KL term (the authors' code divides it by C).
         """
