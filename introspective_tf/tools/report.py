@@ -536,6 +536,7 @@ def benchmark_table(rows: list[dict]) -> str:
         return "Not measured yet: run `python -m introspective_tf.tools.benchmark --output=results/benchmark.jsonl`."
     counts = sorted({r["num_classes"] for r in rows})
     choices = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
+    choices.sort(key=lambda choice: choice[1] != rows[0]["baseline"])  # the baseline first, the rest as measured
     header = "| model | choice | " + " | ".join(f"C = {c}" for c in counts) + " |"
     lines = [header, "|---|---|" + "---|" * len(counts)]
     for model, choice in choices:
@@ -588,6 +589,19 @@ def _analysed_images(result: dict) -> str:
     return f"first {result['num_images']} of {result['eval_split']}"
 
 
+def _softness(hparams: dict) -> str:
+    """The setting that made a target soft: tau, or the true-class mass it was solved for."""
+    if hparams.get("target_true_mass"):
+        return f"mass {hparams['target_true_mass']:g} ({hparams.get('target_mass_scope', 'batch')})"
+    return str(hparams["similarity_temperature"])
+
+
+def _mass(result: dict, which: str) -> str:
+    """Mean true-class mass over the images, ± its spread over them where measured."""
+    spread = result.get(f"{which}_true_class_mass_std")
+    return f"{result[f'{which}_true_class_mass']:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
+
+
 def target_content_table(folder: str, detail: str) -> str:
     """What the introspective target carries against a teacher's soft targets: a row per analysed model
     (target_content.py's JSON files in `folder`), then the per-class table of `detail`."""
@@ -611,7 +625,7 @@ def target_content_table(folder: str, detail: str) -> str:
         return f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
 
     lines = [
-        "| analysed model | images | its accuracy % | tau | teacher | teacher accuracy % | intro vs teacher "
+        "| analysed model | images | its accuracy % | tau or mass | teacher | teacher accuracy % | intro vs teacher "
         "| intro vs confusion | teacher vs confusion | q's mass on y | teacher's mass on y (T) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -620,11 +634,10 @@ def target_content_table(folder: str, detail: str) -> str:
         lines.append(
             f"| {run(result['model_path'])} | {_analysed_images(result)} "
             f"| {100 * result['model_accuracy']:.2f} "
-            f"| {result['hparams']['similarity_temperature']} | {run(result['teacher_path'])} "
+            f"| {_softness(result['hparams'])} | {run(result['teacher_path'])} "
             f"| {100 * result['teacher_accuracy']:.2f} | "
             + " | ".join(f"{means[key]:+.2f}" for key in target_content.PAIRS)
-            + f" | {result['intro_true_class_mass']:.3f} | {result['teacher_true_class_mass']:.3f} "
-            f"({result['teacher_temperature']:g}) |"
+            + f" | {_mass(result, 'intro')} | {_mass(result, 'teacher')} ({result['teacher_temperature']:g}) |"
         )
     shown = results.get(detail) or next(iter(results.values()))
     origins = sorted({(r.get("provenance", {}).get("git_commit") or "unknown")[:10] for r in results.values()})

@@ -58,6 +58,8 @@ TARGET_HPARAMS = (
     "explanation",
     "explanation_layer",
     "similarity",
+    "target_true_mass",
+    "target_mass_scope",
 )
 
 
@@ -244,6 +246,9 @@ def analyse(
         "teacher_accuracy": float(np.mean(np.argmax(p_teacher, axis=-1) == labels)),
         "intro_true_class_mass": float(np.mean(q_intro[np.arange(len(labels)), labels])),
         "teacher_true_class_mass": float(np.mean(p_teacher[np.arange(len(labels)), labels])),
+        # How per-example each target is: the spread of the true-class mass over the images.
+        "intro_true_class_mass_std": float(np.std(q_intro[np.arange(len(labels)), labels])),
+        "teacher_true_class_mass_std": float(np.std(p_teacher[np.arange(len(labels)), labels])),
         "hparams": {k: v for k, v in hparams.items()},
         "teacher_temperature": float(teacher_temperature),
         "matrices": matrices,
