@@ -132,3 +132,16 @@ def test_target_content_rows_say_which_images_they_were_measured_on():
     assert report._analysed_images(held_out) == "first 2000 of holdout"
     assert report._analysed_images({**held_out, "images": "held_out"}) == "first 2000 of holdout"
     assert report._analysed_images(training) == "2000 of the 5000 training images"
+
+
+def test_a_sweep_declares_its_grid_and_rule_on_its_page_from_the_config():
+    text = "common --epochs=1\n#> **Rule.** The best mean wins.\n#>\n# a comment\nstandard --method=standard\n"
+    assert study.read_declarations(text) == "**Rule.** The best mean wins.\n"
+
+
+def test_target_content_rows_name_the_softness_setting_and_the_spread_over_images():
+    assert report._softness({"similarity_temperature": 0.01, "target_true_mass": 0.0}) == "0.01"
+    assert report._softness({"similarity_temperature": 0.01, "target_true_mass": 0.75}) == "mass 0.75 (batch)"
+    result = {"intro_true_class_mass": 0.75, "intro_true_class_mass_std": 0.125, "teacher_true_class_mass": 0.6}
+    assert report._mass(result, "intro") == "0.750 ± 0.125"
+    assert report._mass(result, "teacher") == "0.600"  # measured before the spread was recorded
