@@ -1,5 +1,8 @@
 """Generated tables: every table in README.md and docs/ equals what the committed run data gives."""
 
+import pytest
+
+from introspective_tf.errors import ConfigError
 from introspective_tf.tools import report, study
 
 
@@ -24,10 +27,18 @@ def _row(name, seed, accuracy, train=0.99, seconds=0.2):
     }
 
 
-def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
+TARGETS = """judge introspective
+target standard 1.0
+target best_of:label_smoothing,pskd 0 the best teacher-free regulariser
+target kd -0.5 KD from a trained teacher
+"""
+
+
+def test_verdict_checks_the_declared_targets_against_the_numbers(monkeypatch):
     monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
     runs, _ = study.parse_config(
-        "standard --method=standard\nintrospective --method=introspective\nlabel_smoothing --method=label_smoothing\n",
+        "standard --method=standard\nintrospective --method=introspective\nlabel_smoothing --method=label_smoothing\n"
+        + TARGETS,
         "runs/x",
     )
     groups = [
@@ -35,20 +46,27 @@ def test_verdict_checks_the_targets_against_the_numbers(monkeypatch):
         (runs[1], [_row("introspective", s, a) for s, a in enumerate((0.815, 0.825, 0.805))]),
         (runs[2], [_row("label_smoothing", s, a) for s, a in enumerate((0.82, 0.82, 0.82))]),
     ]
-    text = report.verdict(groups)
+    text = report.verdict(groups, *study.read_verdict(TARGETS))
     assert (
-        "Introspective 81.50 % vs standard 80.00 %: +1.50 points (per seed: +1.50, +1.50, +1.50; "
+        "- introspective 81.50 % vs standard 80.00 %: +1.50 points (per seed: +1.50, +1.50, +1.50; "
         "target: +1.00 or more) - met." in text
     )
     assert (
-        "label_smoothing 82.00 %; introspective -0.50 points (per seed: -0.50, +0.50, -1.50; "
-        "target: 0 or more) - not met." in text
+        "- introspective 81.50 % vs the best teacher-free regulariser, label_smoothing 82.00 %: -0.50 points "
+        "(per seed: -0.50, +0.50, -1.50; target: 0 or more) - not met." in text
     )
-    assert "interim" in text  # no kd, no other regularisers: not complete
-    assert text.startswith("- **So far 1 of the 2 targets measured (of 3) met; interim")
+    assert "interim" in text  # no kd, no pskd: not complete
+    assert text.startswith("- **introspective: so far 1 of the 2 targets measured (of 3) met; interim.**")
     table = report.comparison_table(groups)
     assert table.startswith("| run | seeds | holdout accuracy % |")
     assert "| introspective | 3 | 81.50 ± 1.00 | 99.00 ± 0.00 | 1.000 ± 0.000 | 5.00 ± 0.00 |" in table
+
+
+def test_a_target_line_must_say_how_many_points():
+    with pytest.raises(ConfigError, match="line 2: a target's margin is a number of points, not 'much'"):
+        study.read_verdict("judge introspective\ntarget standard much\n")
+    with pytest.raises(ConfigError, match="line 1: expected target REFERENCE MARGIN"):
+        study.read_verdict("target standard\n")
 
 
 def test_runs_table_pools_seeds_and_shows_only_the_hyper_parameters_that_differ():
@@ -89,18 +107,21 @@ def test_target_mass_table_reads_each_rows_epoch_history():
     assert report.target_mass_table([(runs[0], [_row("standard", 0, 0.8)])]) == ""
 
 
-def test_a_complete_comparison_says_plainly_how_many_targets_are_met(monkeypatch):
+def test_a_complete_comparison_says_plainly_how_many_targets_are_met_for_each_judged_line(monkeypatch):
     monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
-    names = ("standard", "introspective", "kd", *report.SELF_REGULARISERS)
+    names = ("standard", "introspective", "introspective_soft", "kd", "label_smoothing", "pskd")
     runs, _ = study.parse_config("".join(f"{n} --method=standard\n" for n in names), "runs/x")
-    accuracy = {"standard": 0.80, "introspective": 0.805, "kd": 0.82}
+    accuracy = {"standard": 0.80, "introspective": 0.805, "introspective_soft": 0.83, "kd": 0.82}
     groups = [(run, [_row(run.name, s, accuracy.get(run.name, 0.80)) for s in range(3)]) for run in runs]
-    text = report.verdict(groups)
-    assert text.startswith("- **1 of the 3 targets met: introspection falls short here.**")
+    judged, targets = study.read_verdict(
+        TARGETS.replace("judge introspective", "judge introspective introspective_soft")
+    )
+    text = report.verdict(groups, judged, targets)
+    assert text.startswith("- **introspective: 1 of the 3 targets met, it falls short here.**")
+    assert "- **introspective_soft: 3 of the 3 targets met.**" in text
     assert "interim" not in text
     assert text.endswith(
-        "(seeds per line: introspective 3, standard 3, kd 3, label_smoothing 3, confidence_penalty 3, pskd 3, "
-        "tfkd_reg 3, tfkd_reg_m10 3): final."
+        "(seeds per line: introspective 3, introspective_soft 3, standard 3, label_smoothing 3, pskd 3, kd 3): final."
     )
 
 

@@ -18,11 +18,19 @@ import os
 import re
 import statistics
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from introspective_tf import methods
 from introspective_tf.errors import ConfigError
-from introspective_tf.tools.study import TEACHER, RunSpec, Study, load_study, made_by_current_code, read_declarations
+from introspective_tf.tools.study import (
+    TEACHER,
+    RunSpec,
+    Study,
+    Target,
+    load_study,
+    made_by_current_code,
+    read_declarations,
+)
 from introspective_tf.training import provenance, records
 
 STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
@@ -35,8 +43,6 @@ TARGET_CONTENT_DETAIL = (
 )
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
-# The comparison's run lines that the README's verdict names.
-SELF_REGULARISERS = ("label_smoothing", "confidence_penalty", "pskd", "tfkd_reg", "tfkd_reg_m10")
 
 
 def _mean(rows: list[dict], key: Callable[[dict], float | None]) -> float | None:
@@ -383,61 +389,48 @@ def comparison_table(groups) -> str:
     return "\n".join(lines)
 
 
-def verdict(groups) -> str:
-    """The issue's targets checked against the comparison's numbers, as generated Markdown bullets."""
+def verdict(groups, judged: Sequence[str], targets: Sequence[Target]) -> str:
+    """The targets the comparison config declares (`judge`, `target` lines), checked for each judged line
+    against the comparison's numbers, as generated Markdown bullets."""
     by_name = {run.name: rows for run, rows in groups}
-
-    def accuracy(name: str) -> tuple[float | None, int]:
-        rows = by_name.get(name, [])
-        return _mean(rows, _accuracy), len(rows)
-
-    intro, intro_n = accuracy("introspective")
-    standard, standard_n = accuracy("standard")
-    kd, kd_n = accuracy("kd")
-    peers = {name: accuracy(name) for name in SELF_REGULARISERS if accuracy(name)[0] is not None}
+    accuracy = {name: _mean(rows, _accuracy) for name, rows in by_name.items()}
+    measured = [line for line in judged if accuracy.get(line) is not None]
+    first = [r for r in targets[0].references if accuracy.get(r) is not None] if targets else []
+    if not measured or not first:
+        return f"- Not measured yet: the comparison has no finished {' or '.join(judged) or 'judged'} runs, or none of {', '.join(targets[0].references) if targets else 'its references'}."
+    compared = list(dict.fromkeys([*measured, *(r for t in targets for r in t.references if accuracy.get(r) is not None)]))
+    seeds = {name: len(by_name[name]) for name in compared}
+    every_reference = all(accuracy.get(r) is not None for t in targets for r in t.references)
+    complete = every_reference and len(measured) == len(judged) and min(seeds.values()) >= 3
     lines = []
-    if intro is None or standard is None:
-        return "- Not measured yet: the comparison has no finished introspective and standard runs."
-    complete = min([intro_n, standard_n, kd_n or 0, *(n for _, n in peers.values())]) >= 3 and len(peers) == len(
-        SELF_REGULARISERS
-    )
-    met = [intro - standard >= 1.0]
-    lines.append(
-        f"- Introspective {intro:.2f} % vs standard {standard:.2f} %: {intro - standard:+.2f} points "
-        f"(per seed: {_per_seed_differences(by_name['introspective'], by_name['standard'])}; "
-        f"target: +1.00 or more) - {'met' if met[-1] else 'not met'}."
-    )
-    if peers:
-        best = max(peers, key=lambda n: peers[n][0])
-        met.append(intro >= peers[best][0])
-        lines.append(
-            f"- Best teacher-free regulariser measured: {best} {peers[best][0]:.2f} %; introspective "
-            f"{intro - peers[best][0]:+.2f} points (per seed: "
-            f"{_per_seed_differences(by_name['introspective'], by_name[best])}; target: 0 or more) - "
-            f"{'met' if met[-1] else 'not met'}."
-        )
-    if kd is not None:
-        met.append(intro - kd >= -0.5)
-        lines.append(
-            f"- KD from a trained teacher {kd:.2f} %; introspective {intro - kd:+.2f} points "
-            f"(per seed: {_per_seed_differences(by_name['introspective'], by_name['kd'])}; "
-            f"target: -0.50 or more) - {'met' if met[-1] else 'not met'}."
-        )
-    seeds = f"seeds per line: introspective {intro_n}, standard {standard_n}" + (
-        f", kd {kd_n}" if kd is not None else ""
-    )
+    for line in measured:
+        met, checks = [], []
+        for target in targets:
+            references = [r for r in target.references if accuracy.get(r) is not None]
+            if not references:
+                continue
+            best = max(references, key=lambda r: accuracy[r])
+            difference = accuracy[line] - accuracy[best]
+            met.append(difference >= target.margin)
+            who = f"{target.description}, {best}" if target.description else best
+            wanted = "0" if target.margin == 0 else f"{target.margin:+.2f}"
+            checks.append(
+                f"- {line} {accuracy[line]:.2f} % vs {who} {accuracy[best]:.2f} %: {difference:+.2f} points "
+                f"(per seed: {_per_seed_differences(by_name[line], by_name[best])}; target: {wanted} or more) - "
+                f"{'met' if met[-1] else 'not met'}."
+            )
+        if complete:
+            summary = f"{line}: {sum(met)} of the {len(targets)} targets met" + ("" if all(met) else ", it falls short here")
+        else:
+            summary = f"{line}: so far {sum(met)} of the {len(met)} targets measured (of {len(targets)}) met; interim"
+        lines += [f"- **{summary}.**", *checks]
+    counts = ", ".join(f"{name} {n}" for name, n in seeds.items())
     if complete:
-        summary = f"**{sum(met)} of the 3 targets met" + (".**" if all(met) else ": introspection falls short here.**")
-    else:
-        summary = f"**So far {sum(met)} of the {len(met)} targets measured (of 3) met; interim, see the last line.**"
-    lines.insert(0, f"- {summary}")
-    if complete:
-        seeds += "".join(f", {name} {n}" for name, (_, n) in peers.items())
-        lines.append(f"- Means over the seeds of every line the targets compare ({seeds}): final.")
+        lines.append(f"- Means over the seeds of every line the targets compare (seeds per line: {counts}): final.")
     else:
         lines.append(
-            f"- Means over the seeds finished so far ({seeds}); the comparison is not complete yet "
-            "(3 seeds of every line), so these are interim numbers."
+            f"- Means over the seeds finished so far (seeds per line: {counts}); the comparison is not complete yet "
+            "(3 seeds of every line the targets name), so these are interim numbers."
         )
     return "\n".join(lines)
 
@@ -574,7 +567,7 @@ def blocks() -> dict[str, str]:
     return {
         "comparison": comparison_table(groups),
         "sweep": comparison_table(studies[SWEEP]),
-        "verdict": verdict(groups),
+        "verdict": verdict(groups, loaded[COMPARISON].judged, loaded[COMPARISON].targets),
         "soft-target-parts": soft_target_parts_table(groups),
         "regime": regime_table(studies, {c: earlier_teacher_rows(loaded[c], studies[c]) for c in STUDIES}),
         "benchmark": benchmark_table(records.read(BENCHMARK_DATA)),

@@ -8,6 +8,9 @@ the same definitions, `training/run_flags.py`):
     report  docs/results.md                          # where to write the report (chart: same name, .png)
     #> A line of Markdown the report shows above its table (a sweep's declared grid and choosing rule).
     data    results/compare_cifar10.jsonl            # finished runs, one JSON row each (committed)
+    judge   introspective                            # the lines the targets judge (README's verdict)
+    target  standard 1.0                             # judged - reference >= 1.0 points ...
+    target  best_of:label_smoothing,pskd 0 the best teacher-free regulariser   # ... or the best of several
     teacher --model=resnet32 --method=standard       # trained once; kd runs without --teacher use it
     standard --method=standard
     kd_full --method=kd --kd_target=full --alpha=0.9 --temperature=4
@@ -66,7 +69,36 @@ def _make_config(flags: dict[str, str], where: str) -> experiment.ExperimentConf
     return config
 
 
-SETTINGS = ("common", "seeds", "report", "data")
+SETTINGS = ("common", "seeds", "report", "data", "judge", "target")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """`target REFERENCE MARGIN [DESCRIPTION]`: each judged line's accuracy minus the reference line's (or,
+    for `best_of:A,B,...`, the best of those measured) must be at least MARGIN points."""
+
+    references: tuple[str, ...]
+    margin: float
+    description: str = ""
+
+
+def read_verdict(text: str) -> tuple[list[str], list[Target]]:
+    """The config's `judge LINE ...` (the lines the targets judge) and its `target` lines, as data."""
+    judged, targets = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        tokens = shlex.split(line, comments=True)
+        if tokens[:1] == ["judge"]:
+            judged += tokens[1:]
+        elif tokens[:1] == ["target"]:
+            if len(tokens) < 3:
+                raise ConfigError(f"line {number}: expected target REFERENCE MARGIN [DESCRIPTION]")
+            reference = tokens[1].removeprefix("best_of:")
+            try:
+                margin = float(tokens[2])
+            except ValueError:
+                raise ConfigError(f"line {number}: a target's margin is a number of points, not '{tokens[2]}'") from None
+            targets.append(Target(tuple(reference.split(",")), margin, " ".join(tokens[3:])))
+    return judged, targets
 
 
 def read_setting(text: str, key: str) -> str:
@@ -242,6 +274,8 @@ class Study:
     data_path: str
     report_path: str
     chart_path: str
+    judged: list[str] = dataclasses.field(default_factory=list)
+    targets: list[Target] = dataclasses.field(default_factory=list)
 
     def groups(self) -> list[tuple[RunSpec, list[dict]]]:
         return group_results(self.runs, self.teacher, records.read(self.data_path))
@@ -261,4 +295,5 @@ def load_study(
     chart_path = chart_path or os.path.splitext(report_path)[0] + ".png"
     data_path = data_path or read_setting(text, "data") or os.path.join(runs_dir, "runs.jsonl")
     runs, teacher = parse_config(text, runs_dir)
-    return Study(config_path, runs, teacher, data_path, report_path, chart_path)
+    judged, targets = read_verdict(text)
+    return Study(config_path, runs, teacher, data_path, report_path, chart_path, judged, targets)
