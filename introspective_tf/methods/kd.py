@@ -9,6 +9,10 @@
   ground-truth response without any class similarity.
 * `shuffled_non_gt`: q_y = p_y, and p's non-GT responses randomly permuted among the non-GT classes
   of each example: the same set of responses, their class similarity destroyed.
+* `constant_true_mass`: q_y = m for every example, a constant (`true_mass`: the mean of p_y over the
+  training images), and 1 - m spread uniformly over the other classes: `uniform_non_gt` without the
+  per-example variation of the ground-truth response. The target does not depend on the teacher's
+  prediction, so the teacher is not run.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from introspective_tf import soft_targets
 from introspective_tf import teacher as teacher_lib
 from introspective_tf.methods.base import Method, _check
 
-KD_TARGETS = ("full", "uniform_non_gt", "shuffled_non_gt")
+KD_TARGETS = ("full", "uniform_non_gt", "shuffled_non_gt", "constant_true_mass")
 
 
 def uniform_non_gt(probabilities: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -29,6 +33,12 @@ def uniform_non_gt(probabilities: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     true = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=probabilities.dtype)
     p_true = tf.reduce_sum(true * probabilities, axis=-1, keepdims=True)
     return true * p_true + (1.0 - true) * (1.0 - p_true) / tf.cast(num_classes - 1, probabilities.dtype)
+
+
+def constant_true_mass(labels: tf.Tensor, num_classes: int, true_mass: float) -> tf.Tensor:
+    """m on every example's true class and (1 - m) / (C - 1) on each other class, [B, C]."""
+    true = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+    return true * true_mass + (1.0 - true) * (1.0 - true_mass) / float(num_classes - 1)
 
 
 def shuffled_non_gt(probabilities: tf.Tensor, labels: tf.Tensor, keys: tf.Tensor) -> tf.Tensor:
@@ -56,24 +66,40 @@ class KnowledgeDistillation(Method):
         alpha: float = 0.5,
         temperature: float = 4.0,
         kd_target: str = "full",
+        true_mass: float = 0.0,
         **kwargs,
     ):
         """Args:
         teacher: the teacher: a run's model.keras or a SavedModel exported by this project.
         alpha: weight of the distillation term; 1 - alpha goes to the hard label.
         temperature: T of both softmaxes; the KL term is scaled by T^2.
-        kd_target: the teacher's soft targets (full), its GT response with uniform non-GT mass (uniform_non_gt), or
+        kd_target: the teacher's soft targets (full), its GT response with uniform non-GT mass (uniform_non_gt), the
+            same true-class mass true_mass for every example with uniform non-GT mass (constant_true_mass), or
             shuffled non-GT responses (shuffled_non_gt).
+        true_mass: with kd_target=constant_true_mass, every example's true-class mass (in (1/C, 1); the mean
+            true-class mass of the teacher's softmax(t / T) on the training images); 0 = not set.
         """
         super().__init__(backbone, **kwargs)
         _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         _check(temperature > 0, f"temperature must be > 0, not {temperature}")
         _check(kd_target in KD_TARGETS, f"kd_target must be one of {KD_TARGETS}, not '{kd_target}'")
+        _check(
+            kd_target != "constant_true_mass" or 1.0 / self.num_classes < true_mass < 1.0,
+            f"kd_target=constant_true_mass needs true_mass in (1/C, 1) = ({1.0 / self.num_classes:.3g}, 1), "
+            f"the teacher's mean true-class mass, not {true_mass}",
+        )
+        _check(
+            true_mass == 0.0 or kd_target == "constant_true_mass",
+            f"true_mass is used only with kd_target=constant_true_mass, not '{kd_target}'",
+        )
         self.alpha, self.temperature, self.kd_target = alpha, temperature, kd_target
+        self.true_mass = true_mass
         self.teacher = teacher_lib.load(teacher, backbone.input_shape[1:], self.num_classes)
         self.seed_generator = keras.random.SeedGenerator()  # the shuffles, reproducible from --seed
 
     def targets(self, images, labels):
+        if self.kd_target == "constant_true_mass":
+            return constant_true_mass(labels, self.num_classes, self.true_mass)
         probabilities = tf.nn.softmax(self.teacher(images) / self.temperature, axis=-1)
         if self.kd_target == "uniform_non_gt":
             return uniform_non_gt(probabilities, labels)
