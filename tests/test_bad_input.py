@@ -138,6 +138,7 @@ def test_tfds_without_network_says_how_to_use_local_data(previous_run, tmp_path,
         experiment.run(_config(previous_run, "cifar10", data_dir=str(tmp_path / "tfds")))
 
 
+@pytest.mark.slow
 def test_train_py_without_a_prepared_tfds_dataset_prints_only_the_error(tmp_path):
     """TFDS logs an absl warning about the empty version folder it finds; the user sees only our line."""
     import subprocess
@@ -196,6 +197,7 @@ def test_teacher_file_missing_or_not_a_model(tmp_path):
         teacher.load(str(tmp_path / "junk.keras"), (32, 32, 3), 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command,message",
     [

@@ -11,6 +11,8 @@ from test_end_to_end import _train
 
 from introspective_tf import export, models
 
+pytestmark = pytest.mark.slow  # real train.py runs and an export
+
 
 @pytest.fixture(scope="module")
 def teacher_export(tmp_path_factory):

@@ -51,6 +51,7 @@ def test_runs_get_common_flags_seeds_and_the_teacher():
         "alpha": 0.9,
         "temperature": 4.0,
         "kd_target": "full",
+        "true_mass": 0.0,
     }  # defaults filled in
     assert runs[2].config.hparams == {"smoothing": 0.1} and runs[2].config.output_dir == "runs/x/ls-seed4"
 
@@ -68,6 +69,7 @@ def test_a_stored_run_compares_by_its_resolved_hyper_parameters():
     assert study.comparable(stored) != study.comparable({**same, "hparams": {"smoothing": 0.2}})
 
 
+@pytest.mark.slow
 def test_a_run_records_every_hyper_parameter_so_a_new_default_does_not_reuse_it(tmp_path, mini_dataset, monkeypatch):
     from introspective_tf import methods
     from introspective_tf.training import experiment
@@ -97,6 +99,7 @@ def _lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("[")]
 
 
+@pytest.mark.slow
 def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_dataset, capsys, monkeypatch):
     config = tmp_path / "mini.cfg"
     report = tmp_path / "docs" / "results.md"

@@ -86,7 +86,14 @@ def _batch(n=16, seed=0):
     return rng.uniform(0, 255, (n, 8, 8, 3)).astype("float32"), rng.integers(0, 4, n).astype("int32")
 
 
-@pytest.mark.parametrize("name", sorted(methods.METHODS))
+# The quick subset keeps introspection and PS-KD (its per-example store is all-gathered); the rest are slow.
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=() if name in ("introspective", "pskd") else pytest.mark.slow)
+        for name in sorted(methods.METHODS)
+    ],
+)
 def test_two_replicas_step_equals_one_replica_step(name, mirrored):
     devices = _two_cpus()
     images, labels = _batch()
@@ -100,6 +107,7 @@ def test_two_replicas_step_equals_one_replica_step(name, mirrored):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_without_sync_batchnorm_two_replicas_are_different_maths(mirrored):
     """Why BatchNorm is synchronised by default: per-replica batch statistics change the step."""
     devices = _two_cpus()
@@ -142,6 +150,7 @@ def _h5_arrays(path):
     return arrays
 
 
+@pytest.mark.slow
 def test_two_worker_multiworker_training_on_loopback(tmp_path, mini_dataset):
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
     run_dir = tmp_path / "run"

@@ -113,6 +113,7 @@ def run_python(root: pathlib.Path, codes: list[str]) -> list[str]:
     return out.split(MARK + "\n")[1:]
 
 
+@pytest.mark.slow
 def test_readme_serving_commands_run_as_written(checkout):
     root, name = checkout
     # The folder the README uses is where the quick start's training commands export.
@@ -130,6 +131,7 @@ def test_readme_serving_commands_run_as_written(checkout):
     assert len(run_python(root, blocks(README_SERVING, "python"))) == len(blocks(README_SERVING, "python")) == 1
 
 
+@pytest.mark.slow
 def test_using_models_serving_commands_run_as_written(checkout):
     root, name = checkout
 
@@ -172,6 +174,7 @@ def documented_python_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
+@pytest.mark.slow
 def test_every_documented_command_has_valid_flags():
     """Each documented command, as written, parses: flag names, types and required flags (absl's
     --only_check_args stops before anything runs, so long trainings and multi-worker setups are checked too)."""

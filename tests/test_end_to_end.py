@@ -12,6 +12,8 @@ import pytest
 import tensorflow as tf
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # real train.py runs
+
 
 def _train(tmp_path, dataset, *flags, check=True):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -74,6 +74,7 @@ def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
         equivalence.replay_flags({**_row("standard", "h")["config"], "momentum": 0.5}, "/mini", "/out")
 
 
+@pytest.mark.slow
 def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path, mini_dataset, capsys):
     baseline = _copy_of_the_code(tmp_path / "baseline")
     candidate = _copy_of_the_code(tmp_path / "candidate")

@@ -110,8 +110,13 @@ def test_similarities_equal_their_definitions(kind):
     np.testing.assert_allclose(from_moments, reference, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("explanation", jvp_similarity.estimable())
-@pytest.mark.parametrize("kind", soft_targets.SIMILARITIES)
+@pytest.mark.parametrize(
+    "explanation",
+    [pytest.param(e, marks=() if e == "gradient" else pytest.mark.slow) for e in jvp_similarity.estimable()],
+)
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=() if k == "cosine" else pytest.mark.slow) for k in soft_targets.SIMILARITIES]
+)
 def test_jvp_estimate_converges_to_exact_similarity_as_probes_grow(explanation, kind):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(4), _labels(4)
@@ -130,7 +135,10 @@ def test_jvp_estimate_converges_to_exact_similarity_as_probes_grow(explanation, 
     np.testing.assert_allclose(true_class, exact[np.arange(4), labels], atol=1e-6)  # set exactly
 
 
-@pytest.mark.parametrize("explanation", jvp_similarity.estimable())
+@pytest.mark.parametrize(
+    "explanation",
+    [pytest.param(e, marks=() if e == "gradient" else pytest.mark.slow) for e in jvp_similarity.estimable()],
+)
 def test_jvp_moments_exact_where_promised_and_norms_converge(explanation):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(4), _labels(4)

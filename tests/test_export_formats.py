@@ -17,6 +17,8 @@ from conftest import MINI
 from introspective_tf import export, methods, models
 from introspective_tf.training import data as data_lib
 
+pytestmark = pytest.mark.slow  # a trained export, converted
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

@@ -14,7 +14,12 @@ ZOO = ("wrn16_2", "wrn40_2", "wrn28_10", "vgg8", "vgg13", "mobilenetv2", "resnet
 BETWEEN_LAST_BLOCK_AND_POOL = {"small_cnn": ["pool2"]}
 
 
-@pytest.mark.parametrize("name", sorted(models.MODELS))
+BIG = ("wrn28_10", "resnet110")  # seconds to build: in the full suite only
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow if n in BIG else ()) for n in sorted(models.MODELS)]
+)
 def test_every_model_returns_logits_and_names_its_last_block(name):
     model = models.build(name, (32, 32, 3), num_classes=7)
     assert model.output_shape == (None, 7)
@@ -60,7 +65,9 @@ PUBLISHED_SIZES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_SIZES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow if n in BIG else ()) for n in sorted(PUBLISHED_SIZES)]
+)
 def test_zoo_models_have_the_published_size_and_run(name):
     classes, published = PUBLISHED_SIZES[name]
     model = models.build(name, (32, 32, 3), num_classes=classes)
@@ -79,6 +86,7 @@ def teacher_path(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", [name for name in ZOO if name != "wrn28_10"]
 )  # WRN-28-10: 36M parameters, too slow on CPU

@@ -48,6 +48,7 @@ assert importlib.util.find_spec("introspective_tf") is None
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_outside_a_checkout_the_placeholder_stops_the_notebook_with_one_sentence(path, tmp_path, monkeypatch):
     """Run from a folder outside any checkout, with the package not importable: one sentence, no traceback,
@@ -71,6 +72,7 @@ def test_outside_a_checkout_the_placeholder_stops_the_notebook_with_one_sentence
     assert os.listdir(tmp_path) == []  # nothing cloned
 
 
+@pytest.mark.slow
 def test_the_install_cell_in_a_checkout_installs_nothing(tmp_path):
     """From notebooks/ of a checkout the cell only puts the repository on sys.path (no clone, no pip)."""
     source = _install_cell(NOTEBOOKS[0])
@@ -87,6 +89,7 @@ def test_the_install_cell_in_a_checkout_installs_nothing(tmp_path):
     assert os.path.samefile(result.stdout.strip(), REPO)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path: pathlib.Path, tmp_path, monkeypatch, mini_dataset):
     monkeypatch.setenv("INTROSPECTIVE_NOTEBOOK_QUICK", "1")

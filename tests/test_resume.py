@@ -42,6 +42,7 @@ def _history_epochs(run_dir):
     return [int(line.split(",")[0]) for line in lines[1:]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["introspective", "pskd"])  # pskd: its per-example store is in the backup
 def test_sigkill_mid_training_then_same_command_resumes_and_finishes(tmp_path, mini_dataset, method):
     run_dir = tmp_path / "run"
@@ -91,6 +92,7 @@ def op_determinism():
     tf_config.disable_op_determinism()  # leave the other tests as they were
 
 
+@pytest.mark.slow
 def test_deterministic_runs_with_the_same_seed_give_identical_results(tmp_path, mini_dataset, op_determinism):
     def run(name, seed):
         config = experiment.ExperimentConfig(
@@ -130,6 +132,7 @@ def _nan_after(batches):
     return poisoned
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mini_dataset, monkeypatch):
     monkeypatch.setattr(data_lib, "load", _nan_after(batches=6))  # epochs 1-2 good, epoch 3 diverges
     config = experiment.ExperimentConfig(

@@ -85,6 +85,7 @@ def test_an_unwritable_folder_is_a_config_error(tmp_path):
     assert (tmp_path / "a-file").read_text() == "x"
 
 
+@pytest.mark.slow
 def test_train_py_refuses_a_folder_another_process_holds(tmp_path, holder, mini_dataset):
     folder = tmp_path / "run"
     folder.mkdir()
@@ -116,6 +117,7 @@ def test_train_py_refuses_a_folder_another_process_holds(tmp_path, holder, mini_
     assert _snapshot(folder) == before and process.poll() is None  # the holder runs on, its folder unchanged
 
 
+@pytest.mark.slow
 def test_compare_stops_at_a_run_another_process_holds(tmp_path, holder, mini_dataset):
     config = tmp_path / "mini.cfg"
     config.write_text(
@@ -140,7 +142,8 @@ def test_compare_stops_at_a_run_another_process_holds(tmp_path, holder, mini_dat
     assert run_lock.contents(str(runs_dir / "a-seed0")) == []
 
 
-def test_a_lock_whose_process_is_gone_is_taken_over(tmp_path, holder):
+@pytest.mark.slow
+def test_a_lock_whose_process_was_killed_is_taken_over(tmp_path, holder):
     folder = tmp_path / "run"
     process = holder(folder)
     process.send_signal(signal.SIGKILL)  # no clean-up: the lock file stays, with a dead pid in it
@@ -149,11 +152,16 @@ def test_a_lock_whose_process_is_gone_is_taken_over(tmp_path, holder):
     assert left["pid"] == process.pid
     with run_lock.hold(str(folder)):
         assert json.loads((folder / run_lock.LOCK_FILE).read_text())["pid"] == os.getpid()
-    # A lock file copied from elsewhere (a dead pid, nobody locking it) is stale as well.
+    assert not (folder / run_lock.LOCK_FILE).exists()
+
+
+def test_a_lock_file_that_no_process_holds_is_taken_over(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
     (folder / run_lock.LOCK_FILE).write_text(json.dumps({"pid": 999999999, "host": "elsewhere"}))
     with run_lock.hold(str(folder)):
-        pass
-    assert not (folder / run_lock.LOCK_FILE).exists()
+        assert json.loads((folder / run_lock.LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert os.listdir(folder) == []
 
 
 def test_compare_keeps_its_lock_while_it_clears_a_stale_run(tmp_path, monkeypatch):

@@ -45,6 +45,7 @@ def _client(*args):
     )
 
 
+@pytest.mark.slow
 def test_client_prints_class_names_and_the_models_probabilities(exported):
     path, backbone, class_names, files = exported
     result = _client(f"--model_path={path}", "--top_k=2", *files)
@@ -58,6 +59,7 @@ def test_client_prints_class_names_and_the_models_probabilities(exported):
         assert line == f"{file}: {class_names[best[0]]} {row[best[0]]:.3f}, {class_names[best[1]]} {row[best[1]]:.3f}"
 
 
+@pytest.mark.slow
 def test_saved_model_cli_agrees_with_the_client(exported, tmp_path):
     path, _, _, files = exported
     np.save(tmp_path / "images.npy", _pixels(files))
@@ -137,6 +139,7 @@ def test_client_refuses_inputs_that_do_not_fit(exported, tmp_path, make_input, m
         serving.Classifier(path).classify([str(bad)])
 
 
+@pytest.mark.slow
 def test_client_command_line_gives_one_line_and_no_traceback(exported, tmp_path):
     path, _, _, files = exported
     np.save(tmp_path / "gray.npy", np.zeros((28, 28, 1), "uint8"))
@@ -149,6 +152,7 @@ def test_client_command_line_gives_one_line_and_no_traceback(exported, tmp_path)
     assert result.stdout == ""  # every input is checked before any is classified
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_client_command_line_refuses_non_finite_pixels(exported, tmp_path, bad):
     path, *_ = exported

@@ -281,6 +281,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
     output, figure = tmp_path / "results" / "target_content.json", tmp_path / "results" / "target_content.png"
     result = _cli(
@@ -309,6 +310,7 @@ def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
     assert "| **mean** |" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_missing_model_is_one_error_line(tmp_path):
     result = _cli(
         f"--model_path={tmp_path / 'missing.keras'}",

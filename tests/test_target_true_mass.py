@@ -100,7 +100,9 @@ def _backbone():
     return models.build("small_cnn", (16, 16, 3), 4)
 
 
-@pytest.mark.parametrize("explanation", list(explanations.EXPLAINERS))
+@pytest.mark.parametrize(
+    "explanation", [pytest.param(e, marks=() if e == "gradcam" else pytest.mark.slow) for e in explanations.EXPLAINERS]
+)
 def test_every_explanation_kind_trains_with_the_mass_it_was_given(explanation):
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (32, 16, 16, 3)).astype("float32")

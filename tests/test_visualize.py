@@ -81,6 +81,7 @@ def test_maps_are_normalised_and_class_specific(model_and_batch, explainer):
     assert np.abs(maps[:, 0] - maps[:, 1]).mean() > 1e-3  # a different class gets a different map
 
 
+@pytest.mark.slow
 def test_plot_writes_a_readable_png(model_and_batch, tmp_path):
     backbone, images, labels, class_names = model_and_batch
     path = visualize.plot(visualize.explain(backbone, images, labels), class_names, str(tmp_path / "e.png"))
@@ -101,6 +102,7 @@ def test_load_classifier_accepts_every_kind_of_saved_model(model_and_batch, tmp_
         visualize.load_classifier(str(tmp_path / "nothing-here"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("explainer", ["gradcam", "saliency"])
 def test_explain_py_draws_a_figure_from_an_export(model_and_batch, tmp_path, explainer):
     backbone, *_ = model_and_batch
@@ -134,6 +136,7 @@ def test_the_maps_raise_no_warning(model_and_batch, explainer):
     assert [str(w.message) for w in shown] == []
 
 
+@pytest.mark.slow
 def test_explain_py_refuses_a_model_for_other_data_with_one_line(tmp_path):
     keras.utils.set_random_seed(0)
     models.build("small_cnn", (32, 32, 3), 7).save(tmp_path / "model.keras")
@@ -150,7 +153,7 @@ def test_explain_py_refuses_a_model_for_other_data_with_one_line(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout and not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.parametrize("rows", [1, 8, 16])
+@pytest.mark.parametrize("rows", [1, pytest.param(8, marks=pytest.mark.slow), pytest.param(16, marks=pytest.mark.slow)])
 def test_figure_is_readable_at_1_to_16_images(model_and_batch, rows):
     """The title overlaps no panel title, every map row has a colour bar, and a caption says what p and q are."""
     import matplotlib.pyplot as plt
