@@ -18,6 +18,7 @@ from introspective_tf.methods.introspective import Introspective
 from introspective_tf.methods.kd import KnowledgeDistillation
 from introspective_tf.methods.label_smoothing import LabelSmoothing
 from introspective_tf.methods.pskd import ProgressiveSelfKD
+from introspective_tf.methods.pskd_explained import ExplainedProgressiveSelfKD
 from introspective_tf.methods.standard import Standard
 from introspective_tf.methods.tfkd import TeacherFreeKD
 
@@ -30,6 +31,7 @@ METHODS: dict[str, type[Method]] = {
     "dml": DeepMutualLearning,
     "pskd": ProgressiveSelfKD,
     "tfkd_reg": TeacherFreeKD,
+    "pskd_explained": ExplainedProgressiveSelfKD,
 }
 
 
