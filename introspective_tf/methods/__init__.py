@@ -17,6 +17,7 @@ from introspective_tf.methods.dml import DeepMutualLearning
 from introspective_tf.methods.introspective import Introspective
 from introspective_tf.methods.kd import KnowledgeDistillation
 from introspective_tf.methods.label_smoothing import LabelSmoothing
+from introspective_tf.methods.online_label_smoothing import OnlineLabelSmoothing
 from introspective_tf.methods.pskd import ProgressiveSelfKD
 from introspective_tf.methods.pskd_explained import ExplainedProgressiveSelfKD
 from introspective_tf.methods.standard import Standard
@@ -32,6 +33,7 @@ METHODS: dict[str, type[Method]] = {
     "pskd": ProgressiveSelfKD,
     "tfkd_reg": TeacherFreeKD,
     "pskd_explained": ExplainedProgressiveSelfKD,
+    "online_label_smoothing": OnlineLabelSmoothing,
 }
 
 
