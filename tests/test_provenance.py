@@ -52,3 +52,10 @@ def test_record_names_the_commit_machine_and_date():
     assert len(origin["code_hash"]) == 16 and origin["date"][:2] == "20"
     assert origin["machine"]["cpu_count"] >= 1 and origin["machine"]["tensorflow"]
     assert origin["git_commit"] is None or len(origin["git_commit"]) == 40
+
+
+def test_a_method_built_on_another_methods_code_hashes_that_code_too():
+    from introspective_tf.training import provenance as p
+
+    assert "introspective_tf/methods/introspective.py" in p.training_code_files("pskd_explained.py")
+    assert "introspective_tf/methods/introspective.py" not in p.training_code_files("kd.py")

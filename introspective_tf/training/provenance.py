@@ -41,9 +41,30 @@ NOT_TRAINING = (
 )
 
 
+def _method_files(method_file: str) -> set[str]:
+    """`method_file` and the other method files it imports (a method built on another's code), transitively."""
+    found, todo = set(), [method_file]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        path = os.path.join(PACKAGE_DIR, "methods", name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("introspective_tf.methods."):
+                todo.append(node.module.rsplit(".", 1)[1] + ".py")
+    return found
+
+
 def training_code_files(method_file: str | None = None) -> list[str]:
     """The package's source files that determine a run, relative to the repository: everything but
-    `tools/`, `NOT_TRAINING` and the methods other than `method_file` (e.g. "kd.py"; None: every method)."""
+    `tools/`, `NOT_TRAINING` and the methods other than `method_file` (e.g. "kd.py"; None: every method)
+    and the method files it imports."""
+    own = _method_files(method_file) if method_file else set()
     files = []
     for directory, _, names in os.walk(PACKAGE_DIR):
         in_package = os.path.relpath(directory, PACKAGE_DIR)
@@ -55,7 +76,7 @@ def training_code_files(method_file: str | None = None) -> list[str]:
             if os.path.normpath(os.path.join(in_package, name)) in NOT_TRAINING:
                 continue
             in_methods = in_package == "methods"
-            if in_methods and name not in ("base.py", "__init__.py") and method_file and name != method_file:
+            if in_methods and name not in ("base.py", "__init__.py") and method_file and name not in own:
                 continue
             if in_methods and name == "__init__.py":
                 continue  # the registry: names only
