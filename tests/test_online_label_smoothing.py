@@ -168,12 +168,18 @@ def test_the_matrix_and_sums_are_part_of_the_backup(tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
 
 
+class _Mirrored(tf.distribute.MirroredStrategy):
+    # Collective keys of its own: a second MirroredStrategy in the same process (tests/test_distribute.py's)
+    # that starts from the same keys aborts the collectives of both.
+    _collective_key_base = 2000
+
+
 @pytest.fixture(scope="module")
 def mirrored():
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
     if len(cpus) < 2:
         pytest.fail("tests/conftest.py should have split the CPU into 2 logical devices")
-    return tf.distribute.MirroredStrategy(cpus)
+    return _Mirrored(cpus)
 
 
 def _three_epochs(strategy, initial, images, labels):

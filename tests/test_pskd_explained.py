@@ -205,12 +205,18 @@ def test_the_store_is_part_of_the_backup(tmp_path):
     np.testing.assert_array_equal(restored.previous_true_probability.numpy(), trained.previous_true_probability.numpy())
 
 
+class _Mirrored(tf.distribute.MirroredStrategy):
+    # Collective keys of its own: a second MirroredStrategy in the same process (tests/test_distribute.py's)
+    # that starts from the same keys aborts the collectives of both.
+    _collective_key_base = 1000
+
+
 @pytest.fixture(scope="module")
 def mirrored():
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
     if len(cpus) < 2:
         pytest.fail("tests/conftest.py should have split the CPU into 2 logical devices")
-    return tf.distribute.MirroredStrategy(cpus)
+    return _Mirrored(cpus)
 
 
 def _two_steps(strategy, initial, images, labels, explanation):
