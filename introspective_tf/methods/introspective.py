@@ -143,7 +143,8 @@ class Introspective(Method):
             f"target_true_mass must be 0 (off) or in (1/C, 1] = ({1.0 / num_classes:.3g}, 1], not {target_true_mass}",
         )
         _check(
-            target_true_mass == 0.0 or similarity_temperature == self.hyperparameters()["similarity_temperature"].default,
+            target_true_mass == 0.0
+            or similarity_temperature == self.hyperparameters()["similarity_temperature"].default,
             "give target_true_mass or similarity_temperature, not both: the true-class mass sets tau",
         )
         _check(

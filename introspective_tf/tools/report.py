@@ -31,6 +31,7 @@ from introspective_tf.tools.study import (
     made_by_current_code,
     read_declarations,
 )
+from introspective_tf.tools.tables import table
 from introspective_tf.training import provenance, records
 
 STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
@@ -42,7 +43,6 @@ TARGET_CONTENT_DETAIL = (
     "compare_cifar10-introspective-seed0.json"  # the one whose per-class table and figure the page shows
 )
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
-
 
 
 def _mean(rows: list[dict], key: Callable[[dict], float | None]) -> float | None:
@@ -99,7 +99,7 @@ def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
         "s/step",
         "x standard",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     standard = [
         r["seconds_per_step"]
         for run, results in groups
@@ -129,8 +129,8 @@ def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
                 f"{statistics.median(steps):.3f}" if steps else "-",
                 f"{statistics.median(steps) / statistics.median(standard):.2f}" if steps and standard else "-",
             ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append(cells)
+    return table(header, body)
 
 
 def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -> None:
@@ -274,7 +274,7 @@ def study_page(groups, config_path: str, chart_path: str, report_path: str, data
 def target_mass_table(groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -> str:
     """Per run line with a recorded `target_true_mass` history: its value at a few epochs and the last
     ("" when no row has one)."""
-    lines = []
+    header, body = [], []
     for run, results in groups:
         histories = [
             r["epoch_history"]["target_true_mass"] for r in results if "target_true_mass" in r.get("epoch_history", {})
@@ -283,14 +283,9 @@ def target_mass_table(groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -
             continue
         last = min(map(len, histories))
         shown = [e for e in epochs if e < last] + [last]
-        if not lines:
-            lines = [
-                "| run | seeds | " + " | ".join(f"epoch {e}" for e in shown) + " |",
-                "|---|---|" + "---|" * len(shown),
-            ]
-        cells = [f"{statistics.mean(h[e - 1] for h in histories):.3f}" for e in shown]
-        lines.append(f"| {run.name} | {len(histories)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        header = header or ["run", "seeds", *(f"epoch {e}" for e in shown)]
+        body.append([run.name, len(histories), *(f"{statistics.mean(h[e - 1] for h in histories):.3f}" for e in shown)])
+    return table(header, body) if body else ""
 
 
 # Columns shown for the method's hyper-parameters, when the runs differ in them.
@@ -334,59 +329,49 @@ def runs_table(results: list[dict[str, Any]]) -> str:
         "target mass on y",
         "s/step",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     for key, group in sorted(groups.items(), key=lambda kv: -statistics.mean(r["eval_accuracy"] for r in kv[1])):
         mass = [r["final_train_metrics"].get("target_true_mass") for r in group if r.get("final_train_metrics")]
         mass = [m for m in mass if m is not None]
         steps = [r["seconds_per_step"] for r in group if r.get("seconds_per_step")]
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    *map(str, key),
-                    str(len(group)),
-                    records.mean_std([r["eval_accuracy"] for r in group], 100),
-                    records.mean_std([r["eval_loss"] for r in group], 1, 3),
-                    records.mean_std([r["eval_ece"] for r in group], 100)
-                    if all("eval_ece" in r for r in group)
-                    else "-",
-                    records.mean_std(mass, 1, 2) if mass else "-",
-                    f"{statistics.median(steps):.3f}" if steps else "-",
-                ]
-            )
-            + " |"
+        body.append(
+            [
+                *map(str, key),
+                len(group),
+                records.mean_std([r["eval_accuracy"] for r in group], 100),
+                records.mean_std([r["eval_loss"] for r in group], 1, 3),
+                records.mean_std([r["eval_ece"] for r in group], 100) if all("eval_ece" in r for r in group) else "-",
+                records.mean_std(mass, 1, 2) if mass else "-",
+                f"{statistics.median(steps):.3f}" if steps else "-",
+            ]
         )
-    return "\n".join(lines)
+    return table(header, body)
 
 
 def comparison_table(groups) -> str:
     """A compact table of a study: one line per run line with finished seeds (step times: the benchmark)."""
     splits = "/".join(sorted({r.get("eval_split", "held-out") for _, rows in groups for r in rows})) or "held-out"
-    lines = [f"| run | seeds | {splits} accuracy % | train accuracy % | NLL | ECE % |", "|---|---|---|---|---|---|"]
+    body = []
     for run, rows in groups:
         if run.name == TEACHER:
             continue
         if not rows:
-            lines.append(f"| {run.name} | 0 | not run yet | | | |")
+            body.append([run.name, 0, "not run yet", "", "", ""])
             continue
         train = [100 * a for a in map(_fit_accuracy, rows) if a is not None]
         eces = [100 * r["eval_ece"] for r in rows if r.get("eval_ece") is not None]
         older = sum(not made_by_current_code(r) for r in rows)
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    run.name,
-                    f"{len(rows)}" + (f" ({older}†)" if older else ""),
-                    records.mean_std([_accuracy(r) / 100 for r in rows], 100),
-                    records.mean_std([t / 100 for t in train], 100) if train else "-",
-                    records.mean_std([r["eval_loss"] for r in rows], 1, 3),
-                    records.mean_std([e / 100 for e in eces], 100) if eces else "-",
-                ]
-            )
-            + " |"
+        body.append(
+            [
+                run.name,
+                f"{len(rows)}" + (f" ({older}†)" if older else ""),
+                records.mean_std([_accuracy(r) / 100 for r in rows], 100),
+                records.mean_std([t / 100 for t in train], 100) if train else "-",
+                records.mean_std([r["eval_loss"] for r in rows], 1, 3),
+                records.mean_std([e / 100 for e in eces], 100) if eces else "-",
+            ]
         )
-    return "\n".join(lines)
+    return table(["run", "seeds", f"{splits} accuracy %", "train accuracy %", "NLL", "ECE %"], body)
 
 
 def verdict(groups, judged: Sequence[str], targets: Sequence[Target]) -> str:
@@ -397,8 +382,13 @@ def verdict(groups, judged: Sequence[str], targets: Sequence[Target]) -> str:
     measured = [line for line in judged if accuracy.get(line) is not None]
     first = [r for r in targets[0].references if accuracy.get(r) is not None] if targets else []
     if not measured or not first:
-        return f"- Not measured yet: the comparison has no finished {' or '.join(judged) or 'judged'} runs, or none of {', '.join(targets[0].references) if targets else 'its references'}."
-    compared = list(dict.fromkeys([*measured, *(r for t in targets for r in t.references if accuracy.get(r) is not None)]))
+        references = ", ".join(targets[0].references) if targets else "its references"
+        return (
+            f"- Not measured yet: the comparison has no finished {' or '.join(judged)} runs, or none of {references}."
+        )
+    compared = list(
+        dict.fromkeys([*measured, *(r for t in targets for r in t.references if accuracy.get(r) is not None)])
+    )
     seeds = {name: len(by_name[name]) for name in compared}
     every_reference = all(accuracy.get(r) is not None for t in targets for r in t.references)
     complete = every_reference and len(measured) == len(judged) and min(seeds.values()) >= 3
@@ -420,7 +410,9 @@ def verdict(groups, judged: Sequence[str], targets: Sequence[Target]) -> str:
                 f"{'met' if met[-1] else 'not met'}."
             )
         if complete:
-            summary = f"{line}: {sum(met)} of the {len(targets)} targets met" + ("" if all(met) else ", it falls short here")
+            summary = f"{line}: {sum(met)} of the {len(targets)} targets met" + (
+                "" if all(met) else ", it falls short here"
+            )
         else:
             summary = f"{line}: so far {sum(met)} of the {len(met)} targets measured (of {len(targets)}) met; interim"
         lines += [f"- **{summary}.**", *checks]
@@ -449,15 +441,13 @@ def soft_target_parts_table(groups) -> str:
     against standard training and against full KD, seed by seed, with introspection beside them."""
     by_name = {run.name: rows for run, rows in groups}
     standard, kd = by_name.get("standard", []), by_name.get("kd", [])
-    lines = [
-        "| run | what the student learns from | seeds | holdout accuracy % | vs standard (per seed) "
-        "| vs full KD (per seed) |",
-        "|---|---|---|---|---|---|",
-    ]
+    header = ["run", "what the student learns from", "seeds", "holdout accuracy %", "vs standard (per seed)"]
+    header.append("vs full KD (per seed)")
+    body = []
     for name, what in SOFT_TARGET_PARTS:
         rows = by_name.get(name, [])
         if not rows:
-            lines.append(f"| {name} | {what} | 0 | not run yet | | |")
+            body.append([name, what, 0, "not run yet", "", ""])
             continue
         accuracies = [_accuracy(r) for r in rows]
         spread = f" ± {statistics.stdev(accuracies):.2f}" if len(rows) > 1 else ""
@@ -468,29 +458,32 @@ def soft_target_parts_table(groups) -> str:
                 return "-"
             return f"{statistics.mean(differences):+.2f} ({', '.join(f'{d:+.2f}' for d in differences)})"
 
-        lines.append(
-            f"| {name} | {what} | {len(rows)} | {statistics.mean(accuracies):.2f}{spread} | "
-            f"{versus(standard)} | {versus(kd)} |"
-        )
-    return "\n".join(lines)
+        body.append([name, what, len(rows), f"{statistics.mean(accuracies):.2f}{spread}", versus(standard), versus(kd)])
+    return table(header, body)
 
 
 def regime_table(studies: dict[str, list], earlier_teachers: dict[str, list[dict]] | None = None) -> str:
     """Does standard training fit its data? Training vs validation accuracy of the reference lines of
     each study (per seed), from their run data; then the teachers a study trained under an earlier
     configuration (`earlier_teachers`: rows that no longer count), so why one was replaced stays data."""
-    lines = [
-        "| study | run | seed | train accuracy % | running train accuracy % | held-out accuracy % | gap (points) |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    header = ["study", "run", "seed", "train accuracy %", "running train accuracy %", "held-out accuracy %"]
+    header.append("gap (points)")
+    body = []
 
     def add(config: str, label: str, row: dict) -> None:
         fit, running = _fit_accuracy(row), _train_accuracy(row)
         fit_text = f"{100 * fit:.2f}" if fit is not None else "-"
         gap = f"{100 * fit - _accuracy(row):.2f}" if fit is not None else "-"
-        lines.append(
-            f"| {os.path.basename(config)} | {label} ({row['model']}) | {row['config']['seed']} | "
-            f"{fit_text} | {100 * running:.2f} | {_accuracy(row):.2f} | {gap} |"
+        body.append(
+            [
+                os.path.basename(config),
+                f"{label} ({row['model']})",
+                row["config"]["seed"],
+                fit_text,
+                f"{100 * running:.2f}",
+                f"{_accuracy(row):.2f}",
+                gap,
+            ]
         )
 
     for config, groups in studies.items():
@@ -500,7 +493,7 @@ def regime_table(studies: dict[str, list], earlier_teachers: dict[str, list[dict
                     add(config, run.name, row)
         for row in (earlier_teachers or {}).get(config, []):
             add(config, "earlier teacher, not used", row)
-    if len(lines) == 2:
+    if not body:
         return "Not measured yet."
     standard = [
         row
@@ -520,7 +513,7 @@ def regime_table(studies: dict[str, list], earlier_teachers: dict[str, list[dict
             f"(98 % or more in {reached} of {len(fits)}), {statistics.mean(gaps):.1f} points above held-out "
             "accuracy on average."
         )
-    return "\n".join(lines) + summary
+    return table(header, body) + summary
 
 
 def benchmark_table(rows: list[dict]) -> str:
@@ -530,14 +523,13 @@ def benchmark_table(rows: list[dict]) -> str:
     counts = sorted({r["num_classes"] for r in rows})
     choices = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
     choices.sort(key=lambda choice: choice[1] != rows[0]["baseline"])  # the baseline first, the rest as measured
-    header = "| model | choice | " + " | ".join(f"C = {c}" for c in counts) + " |"
-    lines = [header, "|---|---|" + "---|" * len(counts)]
+    body = []
     for model, choice in choices:
         cells = []
         for c in counts:
             found = [r for r in rows if (r["model"], r["method"], r["num_classes"]) == (model, choice, c)]
             cells.append(f"{found[-1]['ratio']:.2f} ({found[-1]['median_seconds']:.3f} s)" if found else "-")
-        lines.append(f"| {model} | `{choice}` | " + " | ".join(cells) + " |")
+        body.append([model, f"`{choice}`", *cells])
     origins = sorted(
         {
             f"{r['provenance']['machine']['cpu']} ({r['provenance']['machine']['cpu_count']} cores), "
@@ -546,7 +538,7 @@ def benchmark_table(rows: list[dict]) -> str:
         }
     )
     return (
-        "\n".join(lines)
+        table(["model", "choice", *(f"C = {c}" for c in counts)], body)
         + "\n\nRatio to `standard` in the same process (median step time in brackets); measured on "
         + "; ".join(origins)
         + "."
@@ -617,20 +609,29 @@ def target_content_table(folder: str, detail: str) -> str:
         folder = os.path.dirname(os.path.normpath(path))
         return f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
 
-    lines = [
-        "| analysed model | images | its accuracy % | tau or mass | teacher | teacher accuracy % | intro vs teacher "
-        "| intro vs confusion | teacher vs confusion | q's mass on y | teacher's mass on y (T) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+    header = ["analysed model", "images", "its accuracy %", "tau or mass", "teacher", "teacher accuracy %"]
+    header += [
+        "intro vs teacher",
+        "intro vs confusion",
+        "teacher vs confusion",
+        "q's mass on y",
+        "teacher's mass on y (T)",
     ]
+    body = []
     for result in results.values():
         means = result["mean_rank_correlation"]
-        lines.append(
-            f"| {run(result['model_path'])} | {_analysed_images(result)} "
-            f"| {100 * result['model_accuracy']:.2f} "
-            f"| {_softness(result['hparams'])} | {run(result['teacher_path'])} "
-            f"| {100 * result['teacher_accuracy']:.2f} | "
-            + " | ".join(f"{means[key]:+.2f}" for key in target_content.PAIRS)
-            + f" | {_mass(result, 'intro')} | {_mass(result, 'teacher')} ({result['teacher_temperature']:g}) |"
+        body.append(
+            [
+                run(result["model_path"]),
+                _analysed_images(result),
+                f"{100 * result['model_accuracy']:.2f}",
+                _softness(result["hparams"]),
+                run(result["teacher_path"]),
+                f"{100 * result['teacher_accuracy']:.2f}",
+                *(f"{means[key]:+.2f}" for key in target_content.PAIRS),
+                _mass(result, "intro"),
+                f"{_mass(result, 'teacher')} ({result['teacher_temperature']:g})",
+            ]
         )
     shown = results.get(detail) or next(iter(results.values()))
     origins = sorted({(r.get("provenance", {}).get("git_commit") or "unknown")[:10] for r in results.values()})
@@ -643,7 +644,7 @@ def target_content_table(folder: str, detail: str) -> str:
         }
     )
     return (
-        "\n".join(lines) + "\n\nMean over classes of the per-class Spearman rank correlations, on held-out images "
+        table(header, body) + "\n\nMean over classes of the per-class Spearman rank correlations, on held-out images "
         "no model was trained on"
         + (
             ""

@@ -96,7 +96,9 @@ def read_verdict(text: str) -> tuple[list[str], list[Target]]:
             try:
                 margin = float(tokens[2])
             except ValueError:
-                raise ConfigError(f"line {number}: a target's margin is a number of points, not '{tokens[2]}'") from None
+                raise ConfigError(
+                    f"line {number}: a target's margin is a number of points, not '{tokens[2]}'"
+                ) from None
             targets.append(Target(tuple(reference.split(",")), margin, " ".join(tokens[3:])))
     return judged, targets
 
@@ -113,7 +115,9 @@ def read_setting(text: str, key: str) -> str:
 def read_declarations(text: str) -> str:
     """The config's `#> ` lines, joined as Markdown: what a sweep declared (grid, seeds, choosing rule)
     before its runs, shown on its generated page."""
-    return "\n".join(line[3:] if line.startswith("#> ") else line[2:] for line in text.splitlines() if line.startswith("#>"))
+    return "\n".join(
+        line[3:] if line.startswith("#> ") else line[2:] for line in text.splitlines() if line.startswith("#>")
+    )
 
 
 def read_report_path(text: str) -> str:

@@ -38,7 +38,7 @@ from absl import app, flags
 from introspective_tf import methods
 from introspective_tf import teacher as teacher_lib
 from introspective_tf.errors import ConfigError
-from introspective_tf.tools import visualize
+from introspective_tf.tools import tables, visualize
 from introspective_tf.training import data as data_lib
 from introspective_tf.training import provenance, resume, run_flags
 
@@ -288,17 +288,15 @@ def markdown_table(result: dict) -> str:
         matrix = _as_float_array(result["matrices"][which])
         top[which] = ["-" if not np.isfinite(row).any() else names[int(np.nanargmax(row))] for row in matrix]
     number = lambda v: "-" if v is None or not np.isfinite(v) else f"{v:+.2f}"  # noqa: E731
-    lines = [
-        "| class | rank corr. intro vs teacher | intro vs confusion | teacher vs confusion "
-        "| top wrong class (intro) | top wrong class (teacher) |",
-        "|---|---|---|---|---|---|",
+    header = ["class", "rank corr. intro vs teacher", "intro vs confusion", "teacher vs confusion"]
+    header += ["top wrong class (intro)", "top wrong class (teacher)"]
+    body = [
+        [name, *(number(float(correlations[key][y])) for key in PAIRS), top["intro"][y], top["teacher"][y]]
+        for y, name in enumerate(names)
     ]
-    for y, name in enumerate(names):
-        cells = [number(float(correlations[key][y])) for key in PAIRS]
-        lines.append(f"| {name} | {' | '.join(cells)} | {top['intro'][y]} | {top['teacher'][y]} |")
     means = [number(float(_as_float_array(result["mean_rank_correlation"][key]))) for key in PAIRS]
-    lines.append(f"| **mean** | {' | '.join(means)} | | |")
-    return "\n".join(lines) + "\n"
+    body.append(["**mean**", *means, "", ""])
+    return tables.table(header, body) + "\n"
 
 
 # --------------------------------------------------------------------------------------------- figure
