@@ -189,7 +189,7 @@ def provenance_summary(rows: list[dict]) -> str:
         else (f"on {dates[0]}" if dates else "at unknown dates")
     )
     return (
-        f"{when} from commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, one at a time, on "
+        f"{when} from commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, on "
         f"{'; '.join(machines) or 'unrecorded machines'}"
     )
 
@@ -232,7 +232,7 @@ def study_page(groups, config_path: str, chart_path: str, report_path: str, data
             + (f" Teacher for kd: {budget(teacher[0])}, seed {teacher[0]['config']['seed']}." if teacher else ""),
             f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min "
             f"over {len(finished)} runs "
-            f"made {provenance_summary(finished)}.",
+            f"made one at a time {provenance_summary(finished)}.",
             "",
             "Accuracy, NLL and ECE (15 bins): mean ± std over seeds, on the held-out split. Train accuracy: on all the "
             "training images, unaugmented, in inference mode, after training; running train accuracy: the last "
@@ -530,17 +530,10 @@ def benchmark_table(rows: list[dict]) -> str:
             found = [r for r in rows if (r["model"], r["method"], r["num_classes"]) == (model, choice, c)]
             cells.append(f"{found[-1]['ratio']:.2f} ({found[-1]['median_seconds']:.3f} s)" if found else "-")
         body.append([model, f"`{choice}`", *cells])
-    origins = sorted(
-        {
-            f"{r['provenance']['machine']['cpu']} ({r['provenance']['machine']['cpu_count']} cores), "
-            f"{r['provenance']['date'][:10]}, commit {(r['provenance']['git_commit'] or 'unknown')[:10]}"
-            for r in rows
-        }
-    )
     return (
         table(["model", "choice", *(f"C = {c}" for c in counts)], body)
-        + "\n\nRatio to `standard` in the same process (median step time in brackets); measured on "
-        + "; ".join(origins)
+        + "\n\nRatio to `standard` in the same process (median step time in brackets); measured "
+        + provenance_summary(rows)
         + "."
     )
 
@@ -551,17 +544,23 @@ def earlier_teacher_rows(study: Study, groups: list) -> list[dict]:
     return [r for r in records.read(study.data_path) if r.get("compare_run") == TEACHER and r not in counted]
 
 
-def blocks() -> dict[str, str]:
-    """Every named generated block's Markdown."""
+def load_studies() -> dict[str, tuple[Study, list]]:
+    """Every study config, loaded once with its finished runs (its data file read once)."""
     loaded = {config: load_study(config) for config in STUDIES}
-    studies = {config: study.groups() for config, study in loaded.items()}
-    groups = studies[COMPARISON]
+    return {config: (study, study.groups()) for config, study in loaded.items()}
+
+
+def blocks(studies: dict[str, tuple[Study, list]]) -> dict[str, str]:
+    """Every named generated block's Markdown."""
+    comparison, groups = studies[COMPARISON]
     return {
         "comparison": comparison_table(groups),
-        "sweep": comparison_table(studies[SWEEP]),
-        "verdict": verdict(groups, loaded[COMPARISON].judged, loaded[COMPARISON].targets),
+        "sweep": comparison_table(studies[SWEEP][1]),
+        "verdict": verdict(groups, comparison.judged, comparison.targets),
         "soft-target-parts": soft_target_parts_table(groups),
-        "regime": regime_table(studies, {c: earlier_teacher_rows(loaded[c], studies[c]) for c in STUDIES}),
+        "regime": regime_table(
+            {c: g for c, (_, g) in studies.items()}, {c: earlier_teacher_rows(s, g) for c, (s, g) in studies.items()}
+        ),
         "benchmark": benchmark_table(records.read(BENCHMARK_DATA)),
         "target-content": target_content_table(TARGET_CONTENT_DIR, TARGET_CONTENT_DETAIL),
     }
@@ -634,15 +633,6 @@ def target_content_table(folder: str, detail: str) -> str:
             ]
         )
     shown = results.get(detail) or next(iter(results.values()))
-    origins = sorted({(r.get("provenance", {}).get("git_commit") or "unknown")[:10] for r in results.values()})
-    dates = sorted({r.get("provenance", {}).get("date", "?")[:10] for r in results.values()})
-    machines = sorted(
-        {
-            f"{m['cpu']} ({m['cpu_count']} cores)"
-            for m in (r.get("provenance", {}).get("machine") for r in results.values())
-            if m
-        }
-    )
     return (
         table(header, body) + "\n\nMean over classes of the per-class Spearman rank correlations, on held-out images "
         "no model was trained on"
@@ -652,8 +642,7 @@ def target_content_table(folder: str, detail: str) -> str:
             else " (rows on training images: images the analysed model and its teacher were both trained on, what a KD "
             "loss sees)"
         )
-        + f"; measured {', '.join(dates)} at "
-        f"commit {', '.join(origins)} on {'; '.join(machines) or 'an unrecorded machine'}. "
+        + f"; measured {provenance_summary(list(results.values()))}. "
         f"Per class, for {run(shown['model_path'])} "
         f"(teacher {run(shown['teacher_path'])}):\n\n"
         + target_content.markdown_table(shown)
@@ -671,15 +660,14 @@ def _fill(text: str, generated: dict[str, str], path: str) -> str:
     return BLOCK.sub(replace, text)
 
 
-def outputs() -> dict[str, str]:
+def outputs(studies: dict[str, tuple[Study, list]]) -> dict[str, str]:
     """{path: its generated text} for every study page and every Markdown file with generated blocks."""
     result = {}
-    for config in STUDIES:
-        study = load_study(config)
+    for study, groups in studies.values():
         result[study.report_path] = study_page(
-            study.groups(), study.config_path, study.chart_path, study.report_path, study.data_path
+            groups, study.config_path, study.chart_path, study.report_path, study.data_path
         )
-    generated = blocks()
+    generated = blocks(studies)
     markdown = ["README.md"] + [os.path.join("docs", f) for f in sorted(os.listdir("docs")) if f.endswith(".md")]
     for path in markdown:
         text = result.get(path)
@@ -694,7 +682,7 @@ def outputs() -> dict[str, str]:
 def stale() -> list[str]:
     """The files whose text differs from what the committed data gives."""
     different = []
-    for path, text in outputs().items():
+    for path, text in outputs(load_studies()).items():
         try:
             with open(path) as f:
                 same = f.read() == text
@@ -716,17 +704,15 @@ def main(argv: list[str]) -> None:
             )
         print("every generated table matches the run data")
         return
-    for path, text in outputs().items():
+    studies = load_studies()
+    for path, text in outputs(studies).items():
         with open(path, "w") as f:
             f.write(text)
         print(f"wrote {path}")
-    for config in STUDIES:  # the charts beside the study pages
-        study = load_study(config)
-        if records.read(study.data_path):
+    for config, (study, groups) in studies.items():  # the charts beside the study pages
+        if any(rows for _, rows in groups):
             bar_chart(
-                study.groups(),
-                study.chart_path,
-                f"{os.path.splitext(os.path.basename(config))[0]}: mean ± std over seeds",
+                groups, study.chart_path, f"{os.path.splitext(os.path.basename(config))[0]}: mean ± std over seeds"
             )
 
 
