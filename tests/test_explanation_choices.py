@@ -110,13 +110,9 @@ def test_similarities_equal_their_definitions(kind):
     np.testing.assert_allclose(from_moments, reference, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "explanation",
-    [pytest.param(e, marks=() if e == "gradient" else pytest.mark.slow) for e in jvp_similarity.estimable()],
-)
-@pytest.mark.parametrize(
-    "kind", [pytest.param(k, marks=() if k == "cosine" else pytest.mark.slow) for k in soft_targets.SIMILARITIES]
-)
+@pytest.mark.slow  # the quick subset has the exact moments and the norms' convergence (the next test)
+@pytest.mark.parametrize("explanation", jvp_similarity.estimable())
+@pytest.mark.parametrize("kind", soft_targets.SIMILARITIES)
 def test_jvp_estimate_converges_to_exact_similarity_as_probes_grow(explanation, kind):
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(4), _labels(4)
@@ -184,6 +180,7 @@ def test_introspective_targets_follow_the_chosen_explanation_and_similarity(hpar
     np.testing.assert_allclose(tf.function(trainer.targets)(images, labels), expected, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_jvp_training_step_runs_and_targets_approach_exact():
     model = _cnn_with_nontrivial_batchnorm(NUM_CLASSES)
     images, labels = _images(6), _labels(6)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from introspective_tf import explanations, methods, models
 
 
-@pytest.fixture(params=["mixed_float16", "mixed_bfloat16"])
+@pytest.fixture(params=["mixed_float16", pytest.param("mixed_bfloat16", marks=pytest.mark.slow)])
 def policy(request):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(request.param)

@@ -14,7 +14,7 @@ ZOO = ("wrn16_2", "wrn40_2", "wrn28_10", "vgg8", "vgg13", "mobilenetv2", "resnet
 BETWEEN_LAST_BLOCK_AND_POOL = {"small_cnn": ["pool2"]}
 
 
-BIG = ("wrn28_10", "resnet110")  # seconds to build: in the full suite only
+BIG = ("wrn28_10", "resnet110", "mobilenetv2", "wrn40_2", "resnet32x4")  # seconds to build: the full suite only
 
 
 @pytest.mark.parametrize(

@@ -199,6 +199,7 @@ def _three_epochs(strategy, initial, images, labels):
     return [w.numpy() for w in backbone.weights], [v.numpy() for v in state]
 
 
+@pytest.mark.slow
 def test_two_replicas_equal_one(mirrored):
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")

@@ -236,7 +236,8 @@ def _two_steps(strategy, initial, images, labels, explanation):
     return [w.numpy() for w in backbone.weights], trainer.previous_true_probability.numpy()
 
 
-@pytest.mark.parametrize("explanation", ["gradcam", pytest.param("gradient", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("explanation", ["gradcam", "gradient"])
 def test_two_replicas_equal_one(mirrored, explanation):
     images, labels = _batch(n=16)
     keras.utils.set_random_seed(0)
