@@ -96,7 +96,8 @@ def test_pskd_one_sgd_step_is_the_gradient_of_the_written_out_loss():
     trainer.optimizer.build(backbone.trainable_variables)
     stored = _softmax(np.random.default_rng(1).normal(size=(6, 4))).astype("float32")
     trainer.predictions.assign(stored)
-    trainer.optimizer.iterations.assign(2)  # epoch 2 of 4: a_t = 0.6 * 3 / 4
+    trainer.written.assign(np.ones(6, "float32"))  # every row written in earlier epochs
+    trainer.steps_taken.assign(2)  # epoch 2 of 4: a_t = 0.6 * 3 / 4
 
     def loss():
         logits = backbone(images, training=True)
@@ -187,3 +188,46 @@ def test_pskd_store_is_part_of_the_backup(tmp_path):
 def test_bad_hyper_parameters_are_config_errors(name, hparams, message):
     with pytest.raises(ConfigError, match=message):
         methods.build(name, models.small_cnn((8, 8, 3), 4), hparams)
+
+
+def test_pskd_gives_an_example_no_step_has_written_the_label_and_every_target_sums_to_one():
+    """An epoch that skips examples (a dropped partial batch, a step cap): an example never written yet
+    learns from the label in a later epoch, one written earlier from its stored prediction."""
+    images, labels = _batch(n=8)
+    keras.utils.set_random_seed(0)
+    backbone = models.small_cnn((8, 8, 3), num_classes=4)
+    trainer = methods.build("pskd", backbone, {"alpha": 0.8})
+    trainer.plan(num_train=8, steps_per_epoch=1, epochs=4)
+    trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
+    seen = np.arange(4, dtype="int32")  # epoch 0 sees only examples 0-3
+    trainer.train_step(((images[:4], tf.constant(seen)), labels[:4]))
+    stored = trainer.predictions.numpy()
+    index = np.array([2, 3, 4, 5], "int32")  # epoch 1: two seen examples, two never written
+    targets = trainer.stored_targets(tf.constant(index), tf.constant(labels[index])).numpy()
+    a_t = 0.8 * 2 / 4
+    onehot = np.eye(4, dtype="float32")[labels[index]]
+    expected = (1 - a_t) * onehot + a_t * np.concatenate([stored[[2, 3]], onehot[2:]])
+    np.testing.assert_allclose(targets, expected, rtol=1e-6)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_pskd_counts_every_step_for_its_epoch_also_when_loss_scaling_skips_one():
+    """Under mixed_float16 Keras' LossScaleOptimizer does not advance `iterations` on a step it skips for
+    overflow; PS-KD's a_t follows the steps it has taken."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        images, labels = _batch(n=4)
+        keras.utils.set_random_seed(0)
+        trainer = methods.build("pskd", models.small_cnn((8, 8, 3), num_classes=4), {"alpha": 0.8})
+        trainer.plan(num_train=4, steps_per_epoch=1, epochs=4)
+        trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
+        assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+        trainer.optimizer.build(trainer.backbone.trainable_variables)
+        trainer.optimizer.dynamic_scale.assign(np.float32(3e38))  # the scaled loss overflows: the step is skipped
+        trainer.train_step(((images, tf.constant(np.arange(4, dtype="int32"))), labels))
+        assert int(trainer.optimizer.iterations.numpy()) == 0  # Keras did not count the skipped step
+        assert int(trainer.steps_taken.numpy()) == 1
+        np.testing.assert_allclose(trainer.alpha_t().numpy(), 0.8 * 2 / 4)  # epoch 1
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

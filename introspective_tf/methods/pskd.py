@@ -5,10 +5,15 @@ predictions of the previous epoch, mixed into the label with a weight that grows
 
 `p_{t-1}(x_i)` is the softmax of example i's logits in the training pass of the previous epoch (so
 augmented and in training mode, as in the authors' code), kept in a [num_train, C] store that every
-step updates at the batch's example indices. In epoch 0 the store stands for the labels, so the first
-epoch learns from the labels alone. The store is a weight of this model: the backup of an interrupted
-run holds it, and under a multi-replica strategy every replica writes the whole global batch's rows
-(all-gathered), so the copies stay identical.
+step updates at the batch's example indices. A row no step has written yet stands for the label: in
+epoch 0 (so the first epoch learns from the labels alone), and for an example an epoch skipped before
+it was ever seen (the last partial batch is dropped; `--steps_per_epoch` caps an epoch), so every target
+sums to 1. An example skipped after it was seen keeps its latest prediction, as in the authors' code.
+The epoch t comes from a count of the steps this method has taken, not from the optimizer's: under
+mixed_float16 the loss-scale optimizer does not count the steps it skips on overflow, and a_t would lag.
+The store, its written-rows mask and the step count are weights of this model: the backup of an
+interrupted run holds them, and under a multi-replica strategy every replica writes the whole global
+batch's rows (all-gathered), so the copies stay identical.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ class ProgressiveSelfKD(Method):
         super().__init__(backbone, **kwargs)
         _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         self.alpha = alpha
-        self.predictions = None  # [num_train, C], made by `plan`
+        self.predictions = self.written = self.steps_taken = None  # made by `plan`
 
     def plan(self, num_train: int, steps_per_epoch: int, epochs: int) -> None:
         super().plan(num_train, steps_per_epoch, epochs)
@@ -48,6 +53,21 @@ class ProgressiveSelfKD(Method):
             name="previous_epoch_predictions",
             aggregation="only_first_replica",
         )
+        self.written = self.add_weight(  # 1 where a step has stored the example's prediction
+            shape=(num_train,), initializer="zeros", trainable=False, name="written", aggregation="only_first_replica"
+        )
+        self.steps_taken = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            name="steps_taken",
+            aggregation="only_first_replica",
+        )
+
+    def epoch(self) -> tf.Tensor:
+        """The 0-based epoch of the current step, from the steps this method has taken (every step counts)."""
+        return tf.cast(tf.convert_to_tensor(self.steps_taken) // self.steps_per_epoch, tf.float32)
 
     def alpha_t(self) -> tf.Tensor:
         return self.alpha * (self.epoch() + 1.0) / float(self.epochs)
@@ -56,8 +76,9 @@ class ProgressiveSelfKD(Method):
         """The soft target of each example from the store as it stands (before this step writes it)."""
         onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
         stored = tf.gather(tf.convert_to_tensor(self.predictions), index)
-        first_epoch = tf.cast(self.epoch() < 1.0, tf.float32)
-        previous = first_epoch * onehot + (1.0 - first_epoch) * stored
+        seen = tf.gather(tf.convert_to_tensor(self.written), index)[:, tf.newaxis]
+        usable = seen * tf.cast(self.epoch() >= 1.0, tf.float32)  # epoch 0, or never written: the label
+        previous = usable * stored + (1.0 - usable) * onehot
         return progressive_target(labels, previous, self.alpha_t())
 
     def train_step(self, data):
@@ -69,6 +90,8 @@ class ProgressiveSelfKD(Method):
         if replica is not None and replica.num_replicas_in_sync > 1:
             index, probabilities = replica.all_gather(index, axis=0), replica.all_gather(probabilities, axis=0)
         self.predictions.value.scatter_update(tf.IndexedSlices(probabilities, index))
+        self.written.value.scatter_update(tf.IndexedSlices(tf.ones_like(index, tf.float32), index))
+        self.steps_taken.assign_add(1)
         return {m.name: m.result() for m in self.metrics}
 
     def loss_from_logits(self, labels, logits, targets):
