@@ -1,9 +1,12 @@
 """Every tutorial notebook runs top to bottom, headless, with tiny settings on the real mini dataset."""
 
+import importlib.metadata
 import os
 import pathlib
+import re
 import subprocess
 import sys
+import tomllib
 
 import nbformat
 import pytest
@@ -19,7 +22,16 @@ def test_there_are_three_tutorials_that_open_by_installing_the_project():
     for path in NOTEBOOKS:
         cells = nbformat.read(path, as_version=4).cells
         first_code = next(c for c in cells if c.cell_type == "code")
-        assert 'pip", "install", "-q", f"introspective-tf @ git+{REPO_URL}"' in first_code.source, path.name
+        assert 'pip", "install", "-q", f"introspective-tf @ git+{REPO_URL}@{BRANCH}"' in first_code.source, path.name
+
+
+def test_each_tutorial_states_its_runtime_on_a_cpu_and_has_no_outputs():
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        assert "**Runtime: CPU" in notebook.cells[0].source, path.name  # said in the opening cell
+        assert "accelerator" not in notebook.metadata, path.name  # Colab opens it on the runtime it states
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), path.name  # stored without outputs
 
 
 def _install_cell(path: pathlib.Path) -> str:
@@ -29,14 +41,49 @@ def _install_cell(path: pathlib.Path) -> str:
 def test_the_install_cell_is_the_same_in_every_notebook():
     cells = {path.name: _install_cell(path) for path in NOTEBOOKS}
     first = cells[NOTEBOOKS[0].name]
-    assert first.count("REPO_URL = ") == 1  # the project's address is set in one place
+    assert first.count("REPO_URL = ") == 1 and first.count("BRANCH = ") == 1  # the address is set in one place
     assert all(cell == first for cell in cells.values()), [name for name, cell in cells.items() if cell != first]
 
 
 PLACEHOLDER_SENTENCE = (
     "To install the project, set REPO_URL in the first code cell to the address of its git "
-    "repository (it still holds the placeholder OWNER) and run the notebook again."
+    "repository or of your fork (it still holds the placeholder OWNER) and run the notebook again."
 )
+
+
+def _run_install_cell(monkeypatch) -> dict:
+    """The install cell's names, from running it in notebooks/ of this checkout (it installs nothing there)."""
+    monkeypatch.chdir(REPO / "notebooks")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    names: dict = {}
+    exec(_install_cell(NOTEBOOKS[0]), names)
+    return names
+
+
+def test_the_install_cell_supports_the_tensorflow_versions_pyproject_does(monkeypatch):
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = next(d for d in dependencies if re.match(r"tensorflow[<>=]", d))
+    assert re.fullmatch(r"tensorflow>=\d+\.\d+,<\d+\.\d+", declared), declared  # the form the cell's check reads
+    bounds = [tuple(int(n) for n in pair) for pair in re.findall(r"(\d+)\.(\d+)", declared)]
+    names = _run_install_cell(monkeypatch)
+    assert list(names["SUPPORTED_TENSORFLOW"]) == bounds, declared
+
+
+@pytest.mark.parametrize(
+    "version,kept",
+    [("2.16.1", True), ("2.21.0", True), ("2.21.0rc1", True), ("2.15.1", False), ("2.22.0", False), (None, False)],
+)
+def test_the_install_cell_keeps_a_supported_tensorflow(monkeypatch, version, kept):
+    """Colab's TensorFlow is pinned in the pip command (so not reinstalled) only when it is in the range."""
+    names = _run_install_cell(monkeypatch)
+
+    def installed(package):
+        if version is None:
+            raise importlib.metadata.PackageNotFoundError(package)
+        return version
+
+    monkeypatch.setattr(importlib.metadata, "version", installed)
+    assert names["supported_tensorflow"]() == (version if kept else None)
 
 
 HIDE_THE_INSTALLED_PACKAGE = """
@@ -89,15 +136,23 @@ def test_the_install_cell_in_a_checkout_installs_nothing(tmp_path):
     assert os.path.samefile(result.stdout.strip(), REPO)
 
 
+@pytest.fixture(scope="module")
+def notebook_outputs(tmp_path_factory) -> pathlib.Path:
+    """One output folder for the three notebooks, as for a user who runs them in order: 02 reuses 01's export."""
+    return tmp_path_factory.mktemp("notebook_outputs")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path: pathlib.Path, tmp_path, monkeypatch, mini_dataset):
+def test_notebook_runs(path: pathlib.Path, notebook_outputs, monkeypatch, mini_dataset):
     monkeypatch.setenv("INTROSPECTIVE_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("INTROSPECTIVE_NOTEBOOK_DATASET", mini_dataset)
-    monkeypatch.setenv("INTROSPECTIVE_NOTEBOOK_OUTPUT", str(tmp_path))
+    monkeypatch.setenv("INTROSPECTIVE_NOTEBOOK_OUTPUT", str(notebook_outputs))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     # The kernel spec runs `python`: make that this interpreter, whatever the PATH.
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    exported_before = (notebook_outputs / "export" / "saved_model.pb").is_file()
+    figures_before = set(notebook_outputs.rglob("*.png"))
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
@@ -106,4 +161,8 @@ def test_notebook_runs(path: pathlib.Path, tmp_path, monkeypatch, mini_dataset):
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert images, "every tutorial shows at least one figure"
-    assert list(tmp_path.rglob("*.png")), "figures are also written to the output folder"
+    assert set(notebook_outputs.rglob("*.png")) - figures_before, "figures are also written to the output folder"
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "INFO:" not in printed and "cuInit" not in printed, printed  # no start-up or INFO noise
+    if path.name.startswith("02_") and exported_before:
+        assert f"reusing {notebook_outputs / 'export'}" in printed  # notebook 01's model, not a new one
