@@ -21,6 +21,7 @@ from absl import app, flags
 
 from introspective_tf import methods, soft_targets
 from introspective_tf.errors import ConfigError
+from introspective_tf.tools import tables
 from introspective_tf.tools.variants import parse_settings
 from introspective_tf.training import data as data_lib
 
@@ -107,10 +108,8 @@ def _agreement() -> None:
         f"model={FLAGS.model_path} data={FLAGS.dataset} {data.eval_split} batches={FLAGS.batches}x{FLAGS.batch_size} "
         f"reference={FLAGS.reference or 'introspective defaults'}"
     )
-    print("| variant | mean KL(q_ref || q) | top wrong class agrees |")
-    print("|---|---|---|")
-    for spec, row in zip(FLAGS.variants, rows):
-        print(f"| {spec} | {row['kl']:.4f} | {row['top_wrong_agreement']:.3f} |")
+    body = [[spec, f"{row['kl']:.4f}", f"{row['top_wrong_agreement']:.3f}"] for spec, row in zip(FLAGS.variants, rows)]
+    print(tables.table(["variant", "mean KL(q_ref || q)", "top wrong class agrees"], body))
 
 
 if __name__ == "__main__":

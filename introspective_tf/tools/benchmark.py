@@ -23,6 +23,7 @@ from absl import app, flags
 
 from introspective_tf import methods, models
 from introspective_tf.errors import ConfigError
+from introspective_tf.tools import tables
 from introspective_tf.tools.variants import parse_settings
 from introspective_tf.training import provenance, records
 
@@ -96,12 +97,11 @@ def _benchmark() -> None:
             f"steps={FLAGS.rounds}x{FLAGS.steps} per method, {os.cpu_count()} CPUs",
             flush=True,
         )
-        print(f"| method | median s/step | ratio to {FLAGS.methods[0]} | autodiff floor (3 + C) / 3 |")
-        print("|---|---|---|---|")
         origin = provenance.record() if FLAGS.output else None
+        body = []
         for spec, values in seconds.items():
             median = statistics.median(values)
-            print(f"| {spec} | {median:.4f} | {median / base:.2f} | {(3 + num_classes) / 3:.2f} |", flush=True)
+            body.append([spec, f"{median:.4f}", f"{median / base:.2f}", f"{(3 + num_classes) / 3:.2f}"])
             if FLAGS.output:
                 records.add(
                     FLAGS.output,
@@ -119,6 +119,8 @@ def _benchmark() -> None:
                         "provenance": origin,
                     },
                 )
+        header = ["method", "median s/step", f"ratio to {FLAGS.methods[0]}", "autodiff floor (3 + C) / 3"]
+        print(tables.table(header, body), flush=True)
         del seconds
 
 
