@@ -8,6 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import references
 import tensorflow as tf
 from conftest import MINI, REPO
 
@@ -17,6 +18,59 @@ from introspective_tf.tools import target_content as tc
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 NAN = np.nan
+
+
+# References written out here from the definitions in target_content's docstring (no package code).
+
+
+def _non_gt_class_means_by_definition(probabilities, labels, num_classes):
+    """Row y: the mean over examples of class y of (p_c / sum_{c' != y} p_c')_{c != y}; examples with no mass
+    off y are left out; NaN on the diagonal and in a row with no usable example."""
+    rows = np.full((num_classes, num_classes), NAN)
+    for y in range(num_classes):
+        others = [c for c in range(num_classes) if c != y]
+        kept = []
+        for p, label in zip(probabilities, labels):
+            mass = sum(p[c] for c in others)
+            if label == y and mass > 0:
+                kept.append([p[c] / mass for c in others])
+        if kept:
+            rows[y, others] = np.mean(kept, axis=0)
+    return rows
+
+
+def _confusion_by_definition(predictions, labels, num_classes):
+    """Row y: the share of the mistakes on class y that went to each class c != y; NaN without mistakes."""
+    rows = np.full((num_classes, num_classes), NAN)
+    for y in range(num_classes):
+        mistakes = [int(p) for p, label in zip(predictions, labels) if label == y and p != y]
+        if mistakes:
+            for c in range(num_classes):
+                if c != y:
+                    rows[y, c] = mistakes.count(c) / len(mistakes)
+    return rows
+
+
+def _ranks_by_definition(values):
+    """1 + the number of smaller values + half the number of the other equal values (tied ranks averaged)."""
+    return np.array([1 + np.sum(values < v) + (np.sum(values == v) - 1) / 2 for v in values], np.float64)
+
+
+def _spearman_by_definition(a, b):
+    """The Pearson correlation of the ranks over the positions where both are finite."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    finite = np.isfinite(a) & np.isfinite(b)
+    if finite.sum() < 2:
+        return NAN
+    ra, rb = _ranks_by_definition(a[finite]), _ranks_by_definition(b[finite])
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = np.sqrt(np.sum(ra**2) * np.sum(rb**2))
+    return NAN if denominator == 0 else np.sum(ra * rb) / denominator
+
+
+def _row_correlations_by_definition(m1, m2):
+    """Per class y, the Spearman correlation of rows y over the classes c != y."""
+    return np.array([_spearman_by_definition(np.delete(m1[y], y), np.delete(m2[y], y)) for y in range(len(m1))])
 
 
 # --------------------------------------------------------------------------------- non_gt_class_means
@@ -68,16 +122,16 @@ def test_confusion_non_gt_by_hand():
     np.testing.assert_allclose(confusion, expected, equal_nan=True)
 
 
-def test_confusion_is_the_class_mean_of_one_hot_predictions():
+def test_confusion_non_gt_against_its_definition():
     rng = np.random.default_rng(0)
     labels, predictions = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
-    one_hot = np.eye(5)[predictions]
-    wrong = predictions != labels
     np.testing.assert_allclose(
-        tc.confusion_non_gt(predictions, labels, 5),
-        tc.non_gt_class_means(one_hot[wrong], labels[wrong], 5),
-        equal_nan=True,
+        tc.confusion_non_gt(predictions, labels, 5), _confusion_by_definition(predictions, labels, 5), equal_nan=True
     )
+    only_right = np.array([0, 1, 1, 2])
+    np.testing.assert_allclose(
+        tc.confusion_non_gt(only_right, only_right, 3), np.full((3, 3), NAN), equal_nan=True
+    )  # no mistake: no row
 
 
 # ------------------------------------------------------------------------------------------- spearman
@@ -106,6 +160,19 @@ def test_spearman_undefined_cases_and_non_finite_entries():
     assert tc.spearman([1, NAN, 2, 3], [1, 9, 2, 3]) == pytest.approx(1.0)  # NaN position dropped
     with pytest.raises(ValueError):
         tc.spearman([1, 2], [1, 2, 3])
+
+
+def test_spearman_against_its_definition_with_ties_and_non_finite_entries():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        a, b = rng.integers(0, 4, 9).astype(float), rng.integers(0, 6, 9).astype(float)  # ties on both sides
+        a[rng.random(9) < 0.15] = NAN
+        if np.isfinite(_spearman_by_definition(a, b)):
+            assert tc.spearman(a, b) == pytest.approx(_spearman_by_definition(a, b), abs=1e-12)
+        else:
+            assert np.isnan(tc.spearman(a, b))
+        values = rng.integers(0, 4, 9).astype(float)
+        np.testing.assert_array_equal(tc._average_ranks(values), _ranks_by_definition(values))
 
 
 def test_spearman_agrees_with_scipy():
@@ -142,16 +209,28 @@ def test_row_rank_correlations_ignore_the_diagonal():
     np.testing.assert_allclose(tc.row_rank_correlations(m1, m2), [-1.0, 1.0, 1.0, expected_last])
 
 
-def test_identical_distributions_correlate_perfectly():
+def test_class_means_and_row_correlations_against_their_definitions():
     rng = np.random.default_rng(2)
-    probabilities, labels = rng.dirichlet(np.ones(6), size=300), rng.integers(0, 6, 300)
-    matrix = tc.non_gt_class_means(probabilities, labels, 6)
-    np.testing.assert_allclose(tc.row_rank_correlations(matrix, matrix), 1.0)
+    labels = rng.integers(0, 6, 300)
+    student, teacher = rng.dirichlet(np.ones(6), size=300), rng.dirichlet(np.ones(6), size=300)
+    student[0] = np.eye(6)[labels[0]]  # no mass off the true class: left out
+    m1, m2 = tc.non_gt_class_means(student, labels, 6), tc.non_gt_class_means(teacher, labels, 6)
+    np.testing.assert_allclose(m1, _non_gt_class_means_by_definition(student, labels, 6), rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(m2, _non_gt_class_means_by_definition(teacher, labels, 6), rtol=1e-12, equal_nan=True)
+    correlations = tc.row_rank_correlations(m1, m2)
+    np.testing.assert_allclose(correlations, _row_correlations_by_definition(m1, m2), atol=1e-12)
+    assert np.ptp(correlations) > 0.5  # two unrelated draws: rows that agree and rows that do not
+    # Rows with ties (small integers) and a class with no usable example (a NaN row).
+    m1, m2 = rng.integers(0, 3, (6, 6)).astype(float), rng.integers(0, 3, (6, 6)).astype(float)
+    np.fill_diagonal(m1, NAN), np.fill_diagonal(m2, NAN)
+    m1[5] = NAN
+    np.testing.assert_allclose(
+        tc.row_rank_correlations(m1, m2), _row_correlations_by_definition(m1, m2), atol=1e-12, equal_nan=True
+    )
     # A monotone change of one example's distribution (as a softmax temperature is) keeps its order.
-    sharper = tc.non_gt_class_means(probabilities[:1] ** 2 / (probabilities[:1] ** 2).sum(), labels[:1], 6)
-    single = tc.non_gt_class_means(probabilities[:1], labels[:1], 6)
-    y = labels[0]
-    assert tc.row_rank_correlations(single, sharper)[y] == pytest.approx(1.0)
+    sharper = tc.non_gt_class_means(student[1:2] ** 2 / (student[1:2] ** 2).sum(), labels[1:2], 6)
+    single = tc.non_gt_class_means(student[1:2], labels[1:2], 6)
+    assert tc.row_rank_correlations(single, sharper)[labels[1]] == pytest.approx(1.0)
 
 
 # -------------------------------------------------------------------------------- analyse and output
@@ -174,11 +253,19 @@ def test_analyse_with_a_teacher_equal_to_the_introspective_target():
     backbone = models.small_cnn((32, 32, 3), 4)
     rng = np.random.default_rng(3)
     images, labels = rng.uniform(0, 255, (24, 32, 32, 3)).astype("float32"), np.arange(24) % 4
-    hparams = {"similarity_temperature": 0.5}
-    reference = methods.build("introspective", backbone, tc.target_hparams(hparams)).targets(images, labels)
+    hparams = {
+        "similarity_temperature": 0.5,
+        "explanation": "gradcam",
+        "similarity": "cosine",
+        "soft_target": "softmax",
+    }
+    # q by its definition, written out: Grad-CAM of every class in an inference-mode pass (the analysed model is
+    # trained, not training), cosine to the true class's map, softmax(s / tau), in numpy.
+    maps = references.per_class_gradcam_reference(backbone, images).numpy()
+    reference = references.soft_target(references.similarity_to_true_class(maps, labels), labels, "softmax", 0.5)
     temperature = 4.0
     # A "teacher" whose softmax(z / T) is exactly q: its logits are T log q.
-    teacher = lambda x: temperature * tf.math.log(tf.cast(reference, tf.float64))  # noqa: E731
+    teacher = lambda x: temperature * tf.math.log(tf.constant(reference, tf.float64))  # noqa: E731
     result = tc.analyse(
         backbone,
         teacher,
@@ -189,11 +276,22 @@ def test_analyse_with_a_teacher_equal_to_the_introspective_target():
         batch_size=len(images),
         class_names=["a", "b", "c", "d"],
     )
-    np.testing.assert_allclose(
-        result["matrices"]["intro"], result["matrices"]["teacher"], rtol=1e-5, atol=1e-7, equal_nan=True
-    )
+    intro, teacher_matrix = _non_gt_class_means_by_definition(reference, labels, 4), result["matrices"]["teacher"]
+    np.testing.assert_allclose(result["matrices"]["intro"], intro, rtol=1e-4, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(teacher_matrix, intro, rtol=1e-9, equal_nan=True)
     np.testing.assert_allclose(result["rank_correlation"]["intro_vs_teacher"], 1.0)
     assert result["mean_rank_correlation"]["intro_vs_teacher"] == pytest.approx(1.0)
+    # The model's own mistakes, and how both targets rank the classes it confuses.
+    predictions = np.argmax(backbone(images, training=False).numpy(), axis=-1)
+    confusion = _confusion_by_definition(predictions, labels, 4)
+    np.testing.assert_allclose(result["matrices"]["confusion"], confusion, equal_nan=True)
+    for key in ("intro_vs_confusion", "teacher_vs_confusion"):
+        expected = _row_correlations_by_definition(intro, confusion)
+        np.testing.assert_allclose(result["rank_correlation"][key], expected, atol=1e-6, equal_nan=True)
+        finite = expected[np.isfinite(expected)]
+        assert result["mean_rank_correlation"][key] == pytest.approx(finite.mean() if finite.size else NAN, nan_ok=True)
+    rows = np.arange(len(labels))
+    assert result["intro_true_class_mass"] == pytest.approx(reference[rows, labels].mean(), rel=1e-5)
     assert result["hparams"]["explanation_mode"] == "inference"
     assert result["hparams"]["similarity_temperature"] == 0.5
     assert result["images_per_class"] == [6, 6, 6, 6]
