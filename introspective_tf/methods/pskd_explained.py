@@ -28,15 +28,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from introspective_tf import soft_targets
 from introspective_tf.methods.base import Method, _check
 from introspective_tf.methods.introspective import Introspective
 
 
 def wrong_class_spread(similarity: tf.Tensor, labels: tf.Tensor, tau: float) -> tf.Tensor:
-    """r [B, C]: softmax(s / tau) over the classes other than the label, 0 on the label."""
-    true = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(similarity)[-1]) > 0
-    masked = tf.where(true, tf.constant(-float("inf"), similarity.dtype), similarity / tau)
-    return tf.nn.softmax(masked, axis=-1)
+    """r [B, C]: softmax(s / tau) over the classes other than the label, 0 on the label (the smoothing
+    target's wrong-class part: all of its mass off the label)."""
+    return soft_targets.smoothing_target(similarity, labels, tau, epsilon=1.0)
 
 
 def explained_progressive_target(labels: tf.Tensor, true_mass: tf.Tensor, spread: tf.Tensor) -> tf.Tensor:
