@@ -100,10 +100,16 @@ def test_target_mass_table_reads_each_rows_epoch_history():
         row["epoch_history"] = {"target_true_mass": [start, 0.95, 0.99]}
     table = report.target_mass_table([(runs[0], [_row("standard", 0, 0.8)]), (runs[1], intro)], epochs=(1, 2, 5))
     assert table.splitlines() == [
-        "| run | seeds | epoch 1 | epoch 2 | epoch 3 |",
-        "|---|---|---|---|---|",
-        "| introspective | 2 | 0.850 | 0.950 | 0.990 |",
+        "| run | seeds | epoch 1 | epoch 2 | epoch 3 | lowest (epoch) | second half |",
+        "|---|---|---|---|---|---|---|",
+        "| introspective | 2 | 0.850 | 0.950 | 0.990 | 0.850 (1) | +0.140 |",  # epoch 3 minus epoch 1 (3 // 2)
     ]
+    for row, history in zip(intro, ([0.9, 0.7, 0.8, 0.95, 0.9, 0.6], [0.9, 0.7, 0.8, 0.85, 0.9, 0.6])):
+        row["epoch_history"] = {"target_true_mass": history}
+    table = report.target_mass_table([(runs[1], intro)], epochs=(1, 5))
+    header, _, line = table.splitlines()
+    assert header == "| run | seeds | epoch 1 | epoch 3 | epoch 5 | epoch 6 | lowest (epoch) | second half |"
+    assert line == "| introspective | 2 | 0.900 | 0.800 | 0.900 | 0.600 | 0.600 (6) | -0.200 |"  # epoch 6 - epoch 3
     assert report.target_mass_table([(runs[0], [_row("standard", 0, 0.8)])]) == ""
 
 
@@ -145,6 +151,25 @@ def test_soft_target_parts_table_compares_each_kd_variant_seed_by_seed(monkeypat
     assert lines[3].endswith("| 2 | 71.50 ± 0.71 | +0.50 (+1.00, +0.00) | -3.00 (-3.00, -3.00) |")
     assert lines[4].startswith("| kd_shuffled_non_gt |") and "not run yet" in lines[4]
     assert [line.split(" | ")[0] for line in lines[5:]] == ["| introspective", "| introspective_input_gradient"]
+
+
+def test_teacher_free_table_sets_every_line_without_a_teacher_against_standard_and_introspection(monkeypatch):
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
+    text = "standard --method=standard\nintrospective --method=introspective\npskd --method=pskd\n"
+    text += "kd --method=kd --teacher=t.keras\ndml --method=dml\nlabel_smoothing --method=label_smoothing\n"
+    runs, _ = study.parse_config(text, "runs/x")
+    accuracy = {"standard": (0.70, 0.72), "introspective": (0.69, 0.73), "pskd": (0.71, 0.73), "kd": (0.8, 0.8)}
+    accuracy["dml"] = (0.72, 0.70)
+    groups = [(run, [_row(run.name, s, a) for s, a in enumerate(accuracy.get(run.name, ()))]) for run in runs]
+    lines = report.teacher_free_table(groups).splitlines()
+    assert lines[0] == "| run | seeds | holdout accuracy % | vs standard (per seed) | introspective vs it (per seed) |"
+    assert lines[2:6] == [
+        "| introspective | 2 | 71.00 ± 2.83 | +0.00 (-1.00, +1.00) | - |",
+        "| pskd | 2 | 72.00 ± 1.41 | +1.00 (+1.00, +1.00) | -1.00 (-2.00, +0.00) |",
+        "| dml | 2 | 71.00 ± 1.41 | +0.00 (+2.00, -2.00) | +0.00 (-3.00, +3.00) |",
+        "| label_smoothing | 0 | not run yet | | |",
+    ]  # no standard, no kd line
+    assert lines[-1] == "Above standard training on every seed: pskd. Widest spread over seeds: introspective (± 2.83)."
 
 
 def test_target_content_rows_say_which_images_they_were_measured_on():

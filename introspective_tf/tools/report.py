@@ -259,7 +259,9 @@ def study_page(groups, config_path: str, chart_path: str, report_path: str, data
             "How far each introspective target was from the label while training: the mean mass q puts on "
             "the true class over the epoch's training batches (the `target_true_mass` metric; 1.000 is the "
             "label itself), mean over seeds, from each row's `epoch_history`. It is measured from the first "
-            "epoch also where a warm-up ramps its weight in the loss or holds it at zero.",
+            "epoch also where a warm-up ramps its weight in the loss or holds it at zero. Lowest: the lowest of "
+            "these means over every epoch, and its epoch; second half: the last epoch's mean minus the middle "
+            "epoch's, both shown (negative: the target moved mass off the true class in the second half of training).",
             "",
             target_mass,
             "",
@@ -272,7 +274,8 @@ def study_page(groups, config_path: str, chart_path: str, report_path: str, data
 
 
 def target_mass_table(groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -> str:
-    """Per run line with a recorded `target_true_mass` history: its value at a few epochs and the last
+    """Per run line with a recorded `target_true_mass` history: its value at a few epochs and the last,
+    the lowest over all epochs (with its epoch), and the change over the second half of training
     ("" when no row has one)."""
     header, body = [], []
     for run, results in groups:
@@ -282,9 +285,19 @@ def target_mass_table(groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -
         if not histories:
             continue
         last = min(map(len, histories))
-        shown = [e for e in epochs if e < last] + [last]
-        header = header or ["run", "seeds", *(f"epoch {e}" for e in shown)]
-        body.append([run.name, len(histories), *(f"{statistics.mean(h[e - 1] for h in histories):.3f}" for e in shown)])
+        means = [statistics.mean(h[e] for h in histories) for e in range(last)]  # epoch e + 1
+        shown = sorted({e for e in (*epochs, last // 2) if 0 < e < last}) + [last]
+        lowest = min(range(last), key=lambda e: (round(means[e], 3), e))  # the first epoch at the shown lowest
+        header = header or ["run", "seeds", *(f"epoch {e}" for e in shown), "lowest (epoch)", "second half"]
+        body.append(
+            [
+                run.name,
+                len(histories),
+                *(f"{means[e - 1]:.3f}" for e in shown),
+                f"{means[lowest]:.3f} ({lowest + 1})",
+                f"{round(round(means[-1], 3) - round(means[last // 2 - 1], 3), 3) + 0.0:+.3f}" if last > 1 else "-",
+            ]
+        )
     return table(header, body) if body else ""
 
 
@@ -449,17 +462,54 @@ def soft_target_parts_table(groups) -> str:
         if not rows:
             body.append([name, what, 0, "not run yet", "", ""])
             continue
-        accuracies = [_accuracy(r) for r in rows]
-        spread = f" ± {statistics.stdev(accuracies):.2f}" if len(rows) > 1 else ""
-
-        def versus(reference: list[dict]) -> str:
-            differences = _paired_differences(rows, reference) if reference is not rows else []
-            if not differences:
-                return "-"
-            return f"{statistics.mean(differences):+.2f} ({', '.join(f'{d:+.2f}' for d in differences)})"
-
-        body.append([name, what, len(rows), f"{statistics.mean(accuracies):.2f}{spread}", versus(standard), versus(kd)])
+        body.append([name, what, len(rows), _accuracy_cell(rows), _versus(rows, standard), _versus(rows, kd)])
     return table(header, body)
+
+
+def _accuracy_cell(rows: list[dict]) -> str:
+    """Mean accuracy over seeds, ± its standard deviation when there are several."""
+    accuracies = [_accuracy(r) for r in rows]
+    return f"{statistics.mean(accuracies):.2f}" + (f" ± {statistics.stdev(accuracies):.2f}" if len(rows) > 1 else "")
+
+
+def _versus(rows: list[dict], reference: list[dict]) -> str:
+    """`rows` minus `reference` in accuracy points: the mean of the paired differences, then seed by seed."""
+    differences = _paired_differences(rows, reference) if reference is not rows else []
+    if not differences:
+        return "-"
+    return f"{statistics.mean(differences):+.2f} ({', '.join(f'{d:+.2f}' for d in differences)})"
+
+
+def teacher_free_table(groups) -> str:
+    """Every line of a comparison that learns without a trained teacher (all but standard training, the
+    teacher and the kd lines): its accuracy against standard training and the introspective line's
+    against it, seed by seed; then which of them are above standard training on every seed and which
+    varies most over seeds."""
+    by_name = {run.name: rows for run, rows in groups}
+    standard, introspective = by_name.get("standard", []), by_name.get("introspective", [])
+    split = next((r[0]["eval_split"] for _, r in groups if r), "held-out")
+    header = ["run", "seeds", f"{split} accuracy %", "vs standard (per seed)", "introspective vs it (per seed)"]
+    body, above, spreads = [], [], {}
+    for run, rows in groups:
+        if run.name in (TEACHER, "standard") or run.config.method == "kd":
+            continue
+        if not rows:
+            body.append([run.name, 0, "not run yet", "", ""])
+            continue
+        differences = _paired_differences(rows, standard)
+        if differences and min(differences) > 0:
+            above.append(run.name)
+        if len(rows) > 1:
+            spreads[run.name] = statistics.stdev([_accuracy(r) for r in rows])
+        body.append([run.name, len(rows), _accuracy_cell(rows), _versus(rows, standard), _versus(introspective, rows)])
+    if not body:
+        return "Not measured yet."
+    widest = max(spreads, key=spreads.get) if spreads else None
+    return (
+        table(header, body)
+        + f"\n\nAbove standard training on every seed: {', '.join(above) or 'none of these lines'}."
+        + (f" Widest spread over seeds: {widest} (± {spreads[widest]:.2f})." if widest else "")
+    )
 
 
 def regime_table(studies: dict[str, list], earlier_teachers: dict[str, list[dict]] | None = None) -> str:
@@ -558,6 +608,7 @@ def blocks(studies: dict[str, tuple[Study, list]]) -> dict[str, str]:
         "sweep": comparison_table(studies[SWEEP][1]),
         "verdict": verdict(groups, comparison.judged, comparison.targets),
         "soft-target-parts": soft_target_parts_table(groups),
+        "teacher-free": teacher_free_table(groups),
         "regime": regime_table(
             {c: g for c, (_, g) in studies.items()}, {c: earlier_teacher_rows(s, g) for c, (s, g) in studies.items()}
         ),
