@@ -45,26 +45,61 @@ TARGET_CONTENT_DETAIL = (
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 
-def _mean(rows: list[dict], key: Callable[[dict], float | None]) -> float | None:
-    values = [v for v in map(key, rows) if v is not None]
-    return statistics.mean(values) if values else None
+Groups = list[tuple[RunSpec, list[dict]]]  # a study's run lines, each with its finished rows (one per seed)
 
 
 def _accuracy(row: dict) -> float:
     return 100 * row["eval_accuracy"]
 
 
+def _running_accuracy(row: dict) -> float | None:
+    """The last epoch's running training accuracy (augmented images, training mode), as `fit` reports it."""
+    return (row.get("final_train_metrics") or {}).get("accuracy")
+
+
+def _target_mass(row: dict) -> float | None:
+    """The last epoch's mean mass of the soft target on the true class (methods that make one)."""
+    return (row.get("final_train_metrics") or {}).get("target_true_mass")
+
+
+def _mean_std(
+    rows: list[dict], value: str | Callable[[dict], float | None], scale: float = 1.0, digits: int = 2
+) -> str:
+    """`records.mean_std` of `value` (a row's key, or a function of the row) over the rows that recorded
+    it, or "-" when none did (e.g. ECE, recorded since calibration was measured)."""
+    get = (lambda row: row.get(value)) if isinstance(value, str) else value
+    values = [v for v in map(get, rows) if v is not None]
+    return records.mean_std(values, scale, digits) if values else "-"
+
+
+def _median_step(rows: list[dict]) -> float | None:
+    """The median over `rows` of each run's median training-step time in seconds, if any recorded one."""
+    steps = [r["seconds_per_step"] for r in rows if r.get("seconds_per_step")]
+    return statistics.median(steps) if steps else None
+
+
+def _split(groups: Groups, default: str = "held-out") -> str:
+    """The split the rows were scored on (`holdout`, `validation`), for a column header."""
+    return "/".join(sorted({r.get("eval_split", default) for _, rows in groups for r in rows})) or default
+
+
 def _paired_differences(rows: list[dict], reference: list[dict]) -> list[float]:
-    """Accuracy differences on the seeds both have, in seed order."""
-    by_seed = {row["config"]["seed"]: _accuracy(row) for row in reference}
+    """Accuracy differences on the seeds both have, in seed order. A seed sets the random state the
+    weights and the data order start from, so a reader sees whether a mean difference is one lucky seed
+    or every seed."""
+    theirs = {row["config"]["seed"]: _accuracy(row) for row in reference}
     ours = {row["config"]["seed"]: _accuracy(row) for row in rows}
-    return [ours[s] - by_seed[s] for s in sorted(ours) if s in by_seed]
+    return [ours[s] - theirs[s] for s in sorted(ours) if s in theirs]
 
 
-def _per_seed_differences(rows: list[dict], reference: list[dict]) -> str:
-    """Accuracy differences seed by seed (a seed sets the random state the weights and the data order
-    start from), so a reader sees whether a mean difference is one lucky seed or every seed."""
-    return ", ".join(f"{d:+.2f}" for d in _paired_differences(rows, reference)) or "no common seed"
+def _signed(differences: list[float]) -> str:
+    return ", ".join(f"{d:+.2f}" for d in differences)
+
+
+def _versus(rows: list[dict], reference: list[dict]) -> str:
+    """`rows` minus `reference` in accuracy points: the mean of the paired differences, then seed by seed."""
+    differences = _paired_differences(rows, reference) if reference is not rows else []
+    return f"{statistics.mean(differences):+.2f} ({_signed(differences)})" if differences else "-"
 
 
 def _flags_cell(run: RunSpec) -> str:
@@ -73,64 +108,34 @@ def _flags_cell(run: RunSpec) -> str:
     return f"`{text}`" if text else "-"
 
 
-def _train_accuracy(row: dict) -> float | None:
-    """The last epoch's running training accuracy (augmented images, training mode), as `fit` reports it."""
-    return row.get("final_train_metrics", {}).get("accuracy")
-
-
-def _fit_accuracy(row: dict) -> float | None:
-    """Accuracy on the unaugmented training images in inference mode after training (`training_set_accuracy`)."""
-    return row.get("train_eval_accuracy")
-
-
-def markdown_table(groups: list[tuple[RunSpec, list[dict]]]) -> str:
-    eval_split = next((r[0]["eval_split"] for _, r in groups if r), "eval")
-    header = [
-        "run",
-        "method",
-        "model",
-        "flags",
-        "seeds",
-        f"{eval_split} accuracy %",
-        "train accuracy %",
-        "running train accuracy %",
-        f"{eval_split} NLL",
-        "ECE %",
-        "s/step",
-        "x standard",
-    ]
+def markdown_table(groups: Groups) -> str:
+    """Every run line of a study, the teacher too: what it runs, then mean ± std over its seeds."""
+    split = _split(groups, "eval")
+    standard = _median_step(
+        [r for run, rows in groups if run.config.method == "standard" for r in rows if run.name != TEACHER]
+    )
     body = []
-    standard = [
-        r["seconds_per_step"]
-        for run, results in groups
-        if run.config.method == "standard" and run.name != TEACHER
-        for r in results
-        if r.get("seconds_per_step")
-    ]
-    for run, results in groups:
-        if not results:
-            cells = [run.name, run.config.method, run.config.model, _flags_cell(run), "0", "not run"] + ["-"] * 6
-        else:
-            steps = [r["seconds_per_step"] for r in results if r.get("seconds_per_step")]
-            eces = [r["eval_ece"] for r in results if r.get("eval_ece") is not None]  # runs since calibration
-            train = [a for a in map(_train_accuracy, results) if a is not None]
-            fit = [a for a in map(_fit_accuracy, results) if a is not None]
-            cells = [
-                run.name,
-                run.config.method,
-                run.config.model,
-                _flags_cell(run),
-                ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in results),
-                records.mean_std([r["eval_accuracy"] for r in results], 100),
-                records.mean_std(fit, 100) if fit else "-",
-                records.mean_std(train, 100) if train else "-",
-                records.mean_std([r["eval_loss"] for r in results], 1, 3),
-                records.mean_std(eces, 100) if eces else "-",
-                f"{statistics.median(steps):.3f}" if steps else "-",
-                f"{statistics.median(steps) / statistics.median(standard):.2f}" if steps and standard else "-",
+    for run, rows in groups:
+        line = [run.name, run.config.method, run.config.model, _flags_cell(run)]
+        if not rows:
+            body.append([*line, "0", "not run"])
+            continue
+        step = _median_step(rows)
+        body.append(
+            [
+                *line,
+                ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in rows),
+                _mean_std(rows, "eval_accuracy", 100),
+                _mean_std(rows, "train_eval_accuracy", 100),
+                _mean_std(rows, _running_accuracy, 100),
+                _mean_std(rows, "eval_loss", digits=3),
+                _mean_std(rows, "eval_ece", 100),
+                f"{step:.3f}" if step else "-",
+                f"{step / standard:.2f}" if step and standard else "-",
             ]
-        body.append(cells)
-    return table(header, body)
+        )
+    header = f"run | method | model | flags | seeds | {split} accuracy % | train accuracy % | running train accuracy %"
+    return table(f"{header} | {split} NLL | ECE % | s/step | x standard", body, fill="-")
 
 
 def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -> None:
@@ -317,110 +322,89 @@ def _hparams(result: dict) -> dict[str, Any]:
     return {key: given.get(key, default) for key, default in declared.items()}
 
 
-def _key(result: dict, columns: tuple[str, ...]) -> tuple:
-    hparams = _hparams(result)
-    return (result["method"], result["model"], *(hparams.get(c, "") for c in columns))
-
-
 def runs_table(results: list[dict[str, Any]]) -> str:
     """Run folders' results.json, grouped by method, model and the hyper-parameters they differ in (seeds
     pooled): mean ± std of accuracy, NLL and ECE, the soft target's mass on y, the median step time."""
-    columns = tuple(
+    columns = [
         c for c in HPARAM_COLUMNS if len({str(_hparams(r).get(c)) for r in results if r["method"] != "standard"}) > 1
-    )
+    ]
     groups: dict[tuple, list[dict]] = {}
     for result in results:
-        groups.setdefault(_key(result, columns), []).append(result)
-    header = [
-        "method",
-        "model",
-        *columns,
-        "seeds",
-        f"{results[0]['eval_split']} accuracy %",
-        "loss (NLL)",
-        "ECE %",
-        "target mass on y",
-        "s/step",
-    ]
+        hparams = _hparams(result)
+        key = (result["method"], result["model"], *(hparams.get(c, "") for c in columns))
+        groups.setdefault(key, []).append(result)
     body = []
     for key, group in sorted(groups.items(), key=lambda kv: -statistics.mean(r["eval_accuracy"] for r in kv[1])):
-        mass = [r["final_train_metrics"].get("target_true_mass") for r in group if r.get("final_train_metrics")]
-        mass = [m for m in mass if m is not None]
-        steps = [r["seconds_per_step"] for r in group if r.get("seconds_per_step")]
+        step = _median_step(group)
         body.append(
             [
                 *map(str, key),
                 len(group),
-                records.mean_std([r["eval_accuracy"] for r in group], 100),
-                records.mean_std([r["eval_loss"] for r in group], 1, 3),
-                records.mean_std([r["eval_ece"] for r in group], 100) if all("eval_ece" in r for r in group) else "-",
-                records.mean_std(mass, 1, 2) if mass else "-",
-                f"{statistics.median(steps):.3f}" if steps else "-",
+                _mean_std(group, "eval_accuracy", 100),
+                _mean_std(group, "eval_loss", digits=3),
+                _mean_std(group, "eval_ece", 100) if all("eval_ece" in r for r in group) else "-",
+                _mean_std(group, _target_mass, digits=2),
+                f"{step:.3f}" if step else "-",
             ]
         )
-    return table(header, body)
+    header = ["method", "model", *columns, "seeds", f"{results[0]['eval_split']} accuracy %", "loss (NLL)", "ECE %"]
+    return table([*header, "target mass on y", "s/step"], body)
 
 
-def comparison_table(groups) -> str:
+def comparison_table(groups: Groups) -> str:
     """A compact table of a study: one line per run line with finished seeds (step times: the benchmark)."""
-    splits = "/".join(sorted({r.get("eval_split", "held-out") for _, rows in groups for r in rows})) or "held-out"
     body = []
     for run, rows in groups:
         if run.name == TEACHER:
             continue
-        if not rows:
-            body.append([run.name, 0, "not run yet", "", "", ""])
-            continue
-        train = [100 * a for a in map(_fit_accuracy, rows) if a is not None]
-        eces = [100 * r["eval_ece"] for r in rows if r.get("eval_ece") is not None]
         older = sum(not made_by_current_code(r) for r in rows)
         body.append(
             [
                 run.name,
                 f"{len(rows)}" + (f" ({older}†)" if older else ""),
-                records.mean_std([_accuracy(r) / 100 for r in rows], 100),
-                records.mean_std([t / 100 for t in train], 100) if train else "-",
-                records.mean_std([r["eval_loss"] for r in rows], 1, 3),
-                records.mean_std([e / 100 for e in eces], 100) if eces else "-",
+                _mean_std(rows, "eval_accuracy", 100),
+                _mean_std(rows, "train_eval_accuracy", 100),
+                _mean_std(rows, "eval_loss", digits=3),
+                _mean_std(rows, "eval_ece", 100),
             ]
+            if rows
+            else [run.name, 0, "not run yet"]
         )
-    return table(["run", "seeds", f"{splits} accuracy %", "train accuracy %", "NLL", "ECE %"], body)
+    return table(f"run | seeds | {_split(groups)} accuracy % | train accuracy % | NLL | ECE %", body)
 
 
-def verdict(groups, judged: Sequence[str], targets: Sequence[Target]) -> str:
+def verdict(groups: Groups, judged: Sequence[str], targets: Sequence[Target]) -> str:
     """The targets the comparison config declares (`judge`, `target` lines), checked for each judged line
     against the comparison's numbers, as generated Markdown bullets."""
     by_name = {run.name: rows for run, rows in groups}
-    accuracy = {name: _mean(rows, _accuracy) for name, rows in by_name.items()}
-    measured = [line for line in judged if accuracy.get(line) is not None]
-    first = [r for r in targets[0].references if accuracy.get(r) is not None] if targets else []
+    accuracy = {name: statistics.mean(map(_accuracy, rows)) for name, rows in by_name.items() if rows}
+    measured = [line for line in judged if line in accuracy]
+    first = [r for r in targets[0].references if r in accuracy] if targets else []
     if not measured or not first:
         references = ", ".join(targets[0].references) if targets else "its references"
         return (
             f"- Not measured yet: the comparison has no finished {' or '.join(judged)} runs, or none of {references}."
         )
-    compared = list(
-        dict.fromkeys([*measured, *(r for t in targets for r in t.references if accuracy.get(r) is not None)])
-    )
+    compared = dict.fromkeys([*measured, *(r for t in targets for r in t.references if r in accuracy)])
     seeds = {name: len(by_name[name]) for name in compared}
-    every_reference = all(accuracy.get(r) is not None for t in targets for r in t.references)
+    every_reference = all(r in accuracy for t in targets for r in t.references)
     complete = every_reference and len(measured) == len(judged) and min(seeds.values()) >= 3
     lines = []
     for line in measured:
         met, checks = [], []
         for target in targets:
-            references = [r for r in target.references if accuracy.get(r) is not None]
+            references = [r for r in target.references if r in accuracy]
             if not references:
                 continue
-            best = max(references, key=lambda r: accuracy[r])
+            best = max(references, key=accuracy.get)
             difference = accuracy[line] - accuracy[best]
             met.append(difference >= target.margin)
             who = f"{target.description}, {best}" if target.description else best
             wanted = "0" if target.margin == 0 else f"{target.margin:+.2f}"
+            per_seed = _signed(_paired_differences(by_name[line], by_name[best])) or "no common seed"
             checks.append(
                 f"- {line} {accuracy[line]:.2f} % vs {who} {accuracy[best]:.2f} %: {difference:+.2f} points "
-                f"(per seed: {_per_seed_differences(by_name[line], by_name[best])}; target: {wanted} or more) - "
-                f"{'met' if met[-1] else 'not met'}."
+                f"(per seed: {per_seed}; target: {wanted} or more) - {'met' if met[-1] else 'not met'}."
             )
         if complete:
             summary = f"{line}: {sum(met)} of the {len(targets)} targets met" + (
@@ -449,62 +433,45 @@ SOFT_TARGET_PARTS = (
 )
 
 
-def soft_target_parts_table(groups) -> str:
+def soft_target_parts_table(groups: Groups) -> str:
     """The paper's claim (i), measured: which part of a teacher's soft target helps. Each KD variant
     against standard training and against full KD, seed by seed, with introspection beside them."""
     by_name = {run.name: rows for run, rows in groups}
     standard, kd = by_name.get("standard", []), by_name.get("kd", [])
-    header = ["run", "what the student learns from", "seeds", "holdout accuracy %", "vs standard (per seed)"]
-    header.append("vs full KD (per seed)")
     body = []
     for name, what in SOFT_TARGET_PARTS:
         rows = by_name.get(name, [])
-        if not rows:
-            body.append([name, what, 0, "not run yet", "", ""])
-            continue
-        body.append([name, what, len(rows), _accuracy_cell(rows), _versus(rows, standard), _versus(rows, kd)])
-    return table(header, body)
+        cells = [_mean_std(rows, _accuracy), _versus(rows, standard), _versus(rows, kd)] if rows else ["not run yet"]
+        body.append([name, what, len(rows), *cells])
+    header = "run | what the student learns from | seeds | holdout accuracy % | vs standard (per seed)"
+    return table(f"{header} | vs full KD (per seed)", body)
 
 
-def _accuracy_cell(rows: list[dict]) -> str:
-    """Mean accuracy over seeds, ± its standard deviation when there are several."""
-    accuracies = [_accuracy(r) for r in rows]
-    return f"{statistics.mean(accuracies):.2f}" + (f" ± {statistics.stdev(accuracies):.2f}" if len(rows) > 1 else "")
-
-
-def _versus(rows: list[dict], reference: list[dict]) -> str:
-    """`rows` minus `reference` in accuracy points: the mean of the paired differences, then seed by seed."""
-    differences = _paired_differences(rows, reference) if reference is not rows else []
-    if not differences:
-        return "-"
-    return f"{statistics.mean(differences):+.2f} ({', '.join(f'{d:+.2f}' for d in differences)})"
-
-
-def teacher_free_table(groups) -> str:
+def teacher_free_table(groups: Groups) -> str:
     """Every line of a comparison that learns without a trained teacher (all but standard training, the
     teacher and the kd lines): its accuracy against standard training and the introspective line's
     against it, seed by seed; then which of them are above standard training on every seed and which
     varies most over seeds."""
     by_name = {run.name: rows for run, rows in groups}
     standard, introspective = by_name.get("standard", []), by_name.get("introspective", [])
-    split = next((r[0]["eval_split"] for _, r in groups if r), "held-out")
-    header = ["run", "seeds", f"{split} accuracy %", "vs standard (per seed)", "introspective vs it (per seed)"]
     body, above, spreads = [], [], {}
     for run, rows in groups:
         if run.name in (TEACHER, "standard") or run.config.method == "kd":
             continue
         if not rows:
-            body.append([run.name, 0, "not run yet", "", ""])
+            body.append([run.name, 0, "not run yet"])
             continue
-        differences = _paired_differences(rows, standard)
-        if differences and min(differences) > 0:
+        if min(_paired_differences(rows, standard), default=0) > 0:
             above.append(run.name)
         if len(rows) > 1:
             spreads[run.name] = statistics.stdev([_accuracy(r) for r in rows])
-        body.append([run.name, len(rows), _accuracy_cell(rows), _versus(rows, standard), _versus(introspective, rows)])
+        body.append(
+            [run.name, len(rows), _mean_std(rows, _accuracy), _versus(rows, standard), _versus(introspective, rows)]
+        )
     if not body:
         return "Not measured yet."
-    widest = max(spreads, key=spreads.get) if spreads else None
+    widest = max(spreads, key=spreads.get, default=None)
+    header = f"run | seeds | {_split(groups)} accuracy % | vs standard (per seed) | introspective vs it (per seed)"
     return (
         table(header, body)
         + f"\n\nAbove standard training on every seed: {', '.join(above) or 'none of these lines'}."
@@ -512,58 +479,38 @@ def teacher_free_table(groups) -> str:
     )
 
 
-def regime_table(studies: dict[str, list], earlier_teachers: dict[str, list[dict]] | None = None) -> str:
+def regime_table(studies: dict[str, Groups], earlier_teachers: dict[str, list[dict]] | None = None) -> str:
     """Does standard training fit its data? Training vs validation accuracy of the reference lines of
     each study (per seed), from their run data; then the teachers a study trained under an earlier
     configuration (`earlier_teachers`: rows that no longer count), so why one was replaced stays data."""
-    header = ["study", "run", "seed", "train accuracy %", "running train accuracy %", "held-out accuracy %"]
-    header.append("gap (points)")
-    body = []
 
-    def add(config: str, label: str, row: dict) -> None:
-        fit, running = _fit_accuracy(row), _train_accuracy(row)
-        fit_text = f"{100 * fit:.2f}" if fit is not None else "-"
-        gap = f"{100 * fit - _accuracy(row):.2f}" if fit is not None else "-"
-        body.append(
-            [
-                os.path.basename(config),
-                f"{label} ({row['model']})",
-                row["config"]["seed"],
-                fit_text,
-                f"{100 * running:.2f}",
-                f"{_accuracy(row):.2f}",
-                gap,
-            ]
-        )
+    def line(study: str, label: str, row: dict) -> list:
+        fit = row.get("train_eval_accuracy")
+        fit, gap = (f"{100 * fit:.2f}", f"{100 * fit - _accuracy(row):.2f}") if fit is not None else ("-", "-")
+        running, held_out = f"{100 * _running_accuracy(row):.2f}", f"{_accuracy(row):.2f}"
+        return [study, f"{label} ({row['model']})", row["config"]["seed"], fit, running, held_out, gap]
 
+    body, standard = [], []  # standard: its rows that measured training accuracy
     for config, groups in studies.items():
+        study = os.path.basename(config)
         for run, rows in groups:
             if run.name in ("standard", "label_smoothing", TEACHER):
-                for row in sorted(rows, key=lambda r: r["config"]["seed"]):
-                    add(config, run.name, row)
-        for row in (earlier_teachers or {}).get(config, []):
-            add(config, "earlier teacher, not used", row)
+                body += [line(study, run.name, row) for row in sorted(rows, key=lambda r: r["config"]["seed"])]
+            if run.name == "standard":
+                standard += [row for row in rows if row.get("train_eval_accuracy") is not None]
+        body += [line(study, "earlier teacher, not used", row) for row in (earlier_teachers or {}).get(config, [])]
     if not body:
         return "Not measured yet."
-    standard = [
-        row
-        for groups in studies.values()
-        for run, rows in groups
-        if run.name == "standard"
-        for row in rows
-        if _fit_accuracy(row) is not None
-    ]
-    summary = ""
-    if standard:
-        fits = [100 * _fit_accuracy(r) for r in standard]
-        gaps = [100 * _fit_accuracy(r) - _accuracy(r) for r in standard]
-        reached = sum(f >= 98.0 for f in fits)
-        summary = (
-            f"\n\nStandard training over {len(fits)} runs: training accuracy {min(fits):.2f}-{max(fits):.2f} % "
-            f"(98 % or more in {reached} of {len(fits)}), {statistics.mean(gaps):.1f} points above held-out "
-            "accuracy on average."
-        )
-    return table(header, body) + summary
+    header = "study | run | seed | train accuracy % | running train accuracy % | held-out accuracy % | gap (points)"
+    if not standard:
+        return table(header, body)
+    fits = [100 * r["train_eval_accuracy"] for r in standard]
+    gaps = [fit - _accuracy(r) for fit, r in zip(fits, standard)]
+    return table(header, body) + (
+        f"\n\nStandard training over {len(fits)} runs: training accuracy {min(fits):.2f}-{max(fits):.2f} % "
+        f"(98 % or more in {sum(f >= 98.0 for f in fits)} of {len(fits)}), {statistics.mean(gaps):.1f} points "
+        "above held-out accuracy on average."
+    )
 
 
 def benchmark_table(rows: list[dict]) -> str:
@@ -571,21 +518,21 @@ def benchmark_table(rows: list[dict]) -> str:
     if not rows:
         return "Not measured yet: run `python -m introspective_tf.tools.benchmark --output=results/benchmark.jsonl`."
     counts = sorted({r["num_classes"] for r in rows})
+    latest = {(r["model"], r["method"], r["num_classes"]): r for r in rows}  # the last measurement of each
     choices = list(dict.fromkeys((r["model"], r["method"]) for r in rows))
     choices.sort(key=lambda choice: choice[1] != rows[0]["baseline"])  # the baseline first, the rest as measured
-    body = []
-    for model, choice in choices:
-        cells = []
-        for c in counts:
-            found = [r for r in rows if (r["model"], r["method"], r["num_classes"]) == (model, choice, c)]
-            cells.append(f"{found[-1]['ratio']:.2f} ({found[-1]['median_seconds']:.3f} s)" if found else "-")
-        body.append([model, f"`{choice}`", *cells])
-    return (
-        table(["model", "choice", *(f"C = {c}" for c in counts)], body)
-        + "\n\nRatio to `standard` in the same process (median step time in brackets); measured "
-        + provenance_summary(rows)
-        + "."
+    body = [
+        [model, f"`{choice}`", *(_step_ratio(latest.get((model, choice, c))) for c in counts)]
+        for model, choice in choices
+    ]
+    note = (
+        f"Ratio to `standard` in the same process (median step time in brackets); measured {provenance_summary(rows)}."
     )
+    return table(["model", "choice", *(f"C = {c}" for c in counts)], body) + f"\n\n{note}"
+
+
+def _step_ratio(row: dict | None) -> str:
+    return f"{row['ratio']:.2f} ({row['median_seconds']:.3f} s)" if row else "-"
 
 
 def earlier_teacher_rows(study: Study, groups: list) -> list[dict]:
