@@ -173,109 +173,100 @@ def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -
     plt.close(figure)
 
 
+def _machine(machine: dict) -> str:
+    accelerators = machine.get("accelerators")
+    return f"{machine['cpu']}, {machine['cpu_count']} cores" + (
+        f" + {'/'.join(accelerators)}" if accelerators else ", no GPU"
+    )
+
+
 def provenance_summary(rows: list[dict]) -> str:
-    """Which code, when and where: commits, training-code hashes, dates and machines of `rows`."""
+    """Which code, when and where: the commits, dates and machines that made `rows`."""
     origins = [r.get("provenance", {}) for r in rows]
-    commits = sorted(
-        {(o.get("git_commit") or "unknown")[:10] + (" (modified)" if o.get("git_dirty") else "") for o in origins}
-    )
+    commits = {(o.get("git_commit") or "unknown")[:10] + (" (modified)" if o.get("git_dirty") else "") for o in origins}
     dates = sorted(o["date"][:10] for o in origins if o.get("date"))
-    machines = sorted(
-        {
-            f"{o['machine']['cpu']}, {o['machine']['cpu_count']} cores"
-            + (f" + {'/'.join(o['machine']['accelerators'])}" if o["machine"].get("accelerators") else ", no GPU")
-            for o in origins
-            if o.get("machine")
-        }
-    )
-    when = (
-        f"between {dates[0]} and {dates[-1]}"
-        if dates and dates[0] != dates[-1]
-        else (f"on {dates[0]}" if dates else "at unknown dates")
-    )
+    machines = "; ".join(sorted({_machine(o["machine"]) for o in origins if o.get("machine")}))
+    if not dates:
+        when = "at unknown dates"
+    elif dates[0] == dates[-1]:
+        when = f"on {dates[0]}"
+    else:
+        when = f"between {dates[0]} and {dates[-1]}"
+    plural = "s" if len(commits) > 1 else ""
+    return f"{when} from commit{plural} {', '.join(sorted(commits))}, on {machines or 'unrecorded machines'}"
+
+
+# The prose of a study page (study_page), around the numbers it fills in.
+SPLIT_NOTES = {  # what the split a study is scored on is
+    "validation": " held out of the training images, never trained on; no test split is used",
+    "holdout": " held out of the training images, never trained on, and apart from the validation images the sweep "
+    "chose settings on",
+}
+TABLE_NOTES = (
+    "Accuracy, NLL and ECE (15 bins): mean ± std over seeds, on the held-out split. Train accuracy: on all the "
+    "training images, unaugmented, in inference mode, after training; running train accuracy: the last epoch's "
+    "running accuracy on augmented images, as `fit` reports it. s/step: median over seeds of each run's median "
+    "training-step wall time (first step of each epoch excluded); x standard: that over the standard rows' median. "
+    "Runs were made at different times and machines may have been busy, so read step times as rough ratios; "
+    "`python -m introspective_tf.tools.benchmark` measures them in one process. Each run's flags are the config's "
+    "`common` line plus its own."
+)
+OLDER_CODE_NOTE = (
+    " †: a seed made by training code other than the current (see `provenance.py`); running the config again "
+    "retrains it."
+)
+TARGET_MASS_NOTES = (
+    "How far each introspective target was from the label while training: the mean mass q puts on the true class "
+    "over the epoch's training batches (the `target_true_mass` metric; 1.000 is the label itself), mean over seeds, "
+    "from each row's `epoch_history`. It is measured from the first epoch also where a warm-up ramps its weight in "
+    "the loss or holds it at zero. Lowest: the lowest of these means over every epoch, and its epoch; second half: "
+    "the last epoch's mean minus the middle epoch's, both shown (negative: the target moved mass off the true class "
+    "in the second half of training)."
+)
+
+
+def _budget(row: dict) -> str:
+    """How a run was trained: model, steps, batch, data and optimiser."""
+    c = row["config"]
     return (
-        f"{when} from commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, on "
-        f"{'; '.join(machines) or 'unrecorded machines'}"
+        f"{row['model']}, {row['epochs']} epochs x {row['steps_per_epoch']} steps of batch {c['batch_size']} on "
+        f"{row['num_train']} training images of `{row['dataset'].replace('folder:', '')}`, lr {c['learning_rate']} "
+        f"({c['schedule']}), weight decay {c['weight_decay']}"
     )
 
 
-def study_page(groups, config_path: str, chart_path: str, report_path: str, data_path: str = "") -> str:
+def study_page(groups: Groups, config_path: str, chart_path: str, report_path: str, data_path: str = "") -> str:
     """A study's Markdown page: how the numbers were made (budget, data, seeds, machine), table, chart."""
-    finished = [r for _, results in groups for r in results]
-    students = [r for run, results in groups if run.name != TEACHER for r in results]
-    teacher = [r for run, results in groups if run.name == TEACHER for r in results]
-    seeds = sorted({r["config"]["seed"] for r in students})
-    command = f"python -m introspective_tf.tools.compare --config={config_path}"
-
-    def budget(r):
-        c = r["config"]
-        return (
-            f"{r['model']}, {r['epochs']} epochs x {r['steps_per_epoch']} steps of batch {c['batch_size']} "
-            f"on {r['num_train']} training images of `{r['dataset'].replace('folder:', '')}`, "
-            f"lr {c['learning_rate']} ({c['schedule']}), weight decay {c['weight_decay']}"
-        )
-
-    lines = [
+    finished = [r for _, rows in groups for r in rows]
+    students = [r for run, rows in groups if run.name != TEACHER for r in rows]
+    teacher = [r for run, rows in groups if run.name == TEACHER for r in rows]
+    blocks = [
         f"# Method comparison ({os.path.splitext(os.path.basename(config_path))[0]})",
-        "",
-        f"Generated from the run data `{data_path}` by `{command}` (or `python -m introspective_tf.tools.report`, "
-        "which remakes every generated table); do not edit by hand.",
+        f"Generated from the run data `{data_path}` by `python -m introspective_tf.tools.compare "
+        f"--config={config_path}` (or `python -m introspective_tf.tools.report`, which remakes every generated "
+        "table); do not edit by hand.\n"
         "What each method does and what the KD variants isolate: [baselines.md](baselines.md).",
-        "",
     ]
     if students:
-        r = students[0]
-        lines += [
-            f"**Budget.** Students: {budget(r)}; seeds {', '.join(map(str, seeds))}. "
-            f"Scored on the {r['eval_split']} split ({r['num_eval']} images"
-            + {
-                "validation": " held out of the training images, never trained on; no test split is used",
-                "holdout": " held out of the training images, never trained on, and apart from the validation "
-                "images the sweep chose settings on",
-            }.get(r["eval_split"], "")
-            + ")."
-            + (f" Teacher for kd: {budget(teacher[0])}, seed {teacher[0]['config']['seed']}." if teacher else ""),
-            f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min "
-            f"over {len(finished)} runs "
-            f"made one at a time {provenance_summary(finished)}.",
-            "",
-            "Accuracy, NLL and ECE (15 bins): mean ± std over seeds, on the held-out split. Train accuracy: on all the "
-            "training images, unaugmented, in inference mode, after training; running train accuracy: the last "
-            "epoch's running accuracy on augmented images, as `fit` reports it. s/step: median over "
-            "seeds of each run's median training-step wall time (first step of each epoch excluded); x standard: "
-            "that over the standard rows' median. Runs were made at different times and machines may have been "
-            "busy, so read step times as rough ratios; `python -m introspective_tf.tools.benchmark` measures them "
-            "in one process. Each run's flags are the config's `common` line plus its own."
-            + (
-                " †: a seed made by training code other than the current (see `provenance.py`); running the "
-                "config again retrains it."
-                if not all(made_by_current_code(r) for r in finished)
-                else ""
-            ),
-            "",
-        ]
+        r, seeds = students[0], sorted({s["config"]["seed"] for s in students})
+        teacher_budget = (
+            f" Teacher for kd: {_budget(teacher[0])}, seed {teacher[0]['config']['seed']}." if teacher else ""
+        )
+        blocks.append(
+            f"**Budget.** Students: {_budget(r)}; seeds {', '.join(map(str, seeds))}. Scored on the "
+            f"{r['eval_split']} split ({r['num_eval']} images{SPLIT_NOTES.get(r['eval_split'], '')}).{teacher_budget}\n"
+            f"Total training wall time: {sum(x['train_seconds'] for x in finished) / 60:.1f} min over "
+            f"{len(finished)} runs made one at a time {provenance_summary(finished)}."
+        )
+        blocks.append(TABLE_NOTES + ("" if all(map(made_by_current_code, finished)) else OLDER_CODE_NOTE))
     with open(config_path) as f:
         declared = read_declarations(f.read())
-    lines += [declared, ""] if declared else []
-    lines += [markdown_table(groups), ""]
     target_mass = target_mass_table(groups)
-    if target_mass:
-        lines += [
-            "How far each introspective target was from the label while training: the mean mass q puts on "
-            "the true class over the epoch's training batches (the `target_true_mass` metric; 1.000 is the "
-            "label itself), mean over seeds, from each row's `epoch_history`. It is measured from the first "
-            "epoch also where a warm-up ramps its weight in the loss or holds it at zero. Lowest: the lowest of "
-            "these means over every epoch, and its epoch; second half: the last epoch's mean minus the middle "
-            "epoch's, both shown (negative: the target moved mass off the true class in the second half of training).",
-            "",
-            target_mass,
-            "",
-        ]
-    lines += [
-        f"![accuracy, NLL and seconds per step]({os.path.relpath(chart_path, os.path.dirname(report_path) or '.')})",
-        "",
-    ]
-    return "\n".join(lines)
+    blocks += [declared] if declared else []
+    blocks += [markdown_table(groups)]
+    blocks += [TARGET_MASS_NOTES, target_mass] if target_mass else []
+    chart = os.path.relpath(chart_path, os.path.dirname(report_path) or ".")
+    return "\n\n".join([*blocks, f"![accuracy, NLL and seconds per step]({chart})"]) + "\n"
 
 
 def target_mass_table(groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -> str:
