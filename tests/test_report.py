@@ -3,7 +3,7 @@
 import pytest
 
 from introspective_tf.errors import ConfigError
-from introspective_tf.tools import report, study
+from introspective_tf.tools import report, study, target_content
 
 
 def test_every_generated_table_matches_the_committed_run_data(monkeypatch):
@@ -175,9 +175,9 @@ def test_teacher_free_table_sets_every_line_without_a_teacher_against_standard_a
 def test_target_content_rows_say_which_images_they_were_measured_on():
     held_out = {"num_images": 2000, "eval_split": "holdout"}  # written before `images` existed
     training = {"num_images": 2000, "eval_split": "holdout", "images": "training", "num_train": 5000}
-    assert report._analysed_images(held_out) == "first 2000 of holdout"
-    assert report._analysed_images({**held_out, "images": "held_out"}) == "first 2000 of holdout"
-    assert report._analysed_images(training) == "2000 of the 5000 training images"
+    assert target_content._analysed_images(held_out) == "first 2000 of holdout"
+    assert target_content._analysed_images({**held_out, "images": "held_out"}) == "first 2000 of holdout"
+    assert target_content._analysed_images(training) == "2000 of the 5000 training images"
 
 
 def test_a_sweep_declares_its_grid_and_rule_on_its_page_from_the_config():
@@ -186,8 +186,8 @@ def test_a_sweep_declares_its_grid_and_rule_on_its_page_from_the_config():
 
 
 def test_target_content_rows_name_the_softness_setting_and_the_spread_over_images():
-    assert report._softness({"similarity_temperature": 0.01, "target_true_mass": 0.0}) == "0.01"
-    assert report._softness({"similarity_temperature": 0.01, "target_true_mass": 0.75}) == "mass 0.75 (batch)"
+    assert target_content._softness({"similarity_temperature": 0.01, "target_true_mass": 0.0}) == "0.01"
+    assert target_content._softness({"similarity_temperature": 0.01, "target_true_mass": 0.75}) == "mass 0.75 (batch)"
     result = {"intro_true_class_mass": 0.75, "intro_true_class_mass_std": 0.125, "teacher_true_class_mass": 0.6}
-    assert report._mass(result, "intro") == "0.750 ± 0.125"
-    assert report._mass(result, "teacher") == "0.600"  # measured before the spread was recorded
+    assert target_content._mass(result, "intro") == "0.750 ± 0.125"
+    assert target_content._mass(result, "teacher") == "0.600"  # measured before the spread was recorded

@@ -14,6 +14,7 @@ a table cannot drift from its data.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -555,88 +556,21 @@ def blocks(studies: dict[str, tuple[Study, list]]) -> dict[str, str]:
     }
 
 
-def _analysed_images(result: dict) -> str:
-    """Which images a target_content result was measured on (results before `images` existed: held out)."""
-    if result.get("images", "held_out") == "training":
-        return f"{result['num_images']} of the {result['num_train']} training images"
-    return f"first {result['num_images']} of {result['eval_split']}"
-
-
-def _softness(hparams: dict) -> str:
-    """The setting that made a target soft: tau, or the true-class mass it was solved for."""
-    if hparams.get("target_true_mass"):
-        return f"mass {hparams['target_true_mass']:g} ({hparams.get('target_mass_scope', 'batch')})"
-    return str(hparams["similarity_temperature"])
-
-
-def _mass(result: dict, which: str) -> str:
-    """Mean true-class mass over the images, ± its spread over them where measured."""
-    spread = result.get(f"{which}_true_class_mass_std")
-    return f"{result[f'{which}_true_class_mass']:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
-
-
 def target_content_table(folder: str, detail: str) -> str:
-    """What the introspective target carries against a teacher's soft targets: a row per analysed model
-    (target_content.py's JSON files in `folder`), then the per-class table of `detail`."""
-    import json
-
-    from introspective_tf.tools import target_content
-
+    """The target-content block: every analysed model's result in `folder` (target_content.py's JSON
+    files), the per-class table of the one named `detail`."""
     names = sorted(f for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
     if not names:
         return f"Not measured yet: the command above writes `{folder}/NAME.json`."
+    from introspective_tf.tools import target_content  # imports TensorFlow: only once there is a result
+
     results = {}
     for name in names:
         with open(os.path.join(folder, name)) as f:
             results[name] = json.load(f)
-
-    def run(path: str) -> str:
-        """A model file's study and run folder (e.g. sweep_cifar10/tau_0.01-seed10)."""
-        if not path.endswith(".keras"):
-            return path
-        folder = os.path.dirname(os.path.normpath(path))
-        return f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
-
-    header = ["analysed model", "images", "its accuracy %", "tau or mass", "teacher", "teacher accuracy %"]
-    header += [
-        "intro vs teacher",
-        "intro vs confusion",
-        "teacher vs confusion",
-        "q's mass on y",
-        "teacher's mass on y (T)",
-    ]
-    body = []
-    for result in results.values():
-        means = result["mean_rank_correlation"]
-        body.append(
-            [
-                run(result["model_path"]),
-                _analysed_images(result),
-                f"{100 * result['model_accuracy']:.2f}",
-                _softness(result["hparams"]),
-                run(result["teacher_path"]),
-                f"{100 * result['teacher_accuracy']:.2f}",
-                *(f"{means[key]:+.2f}" for key in target_content.PAIRS),
-                _mass(result, "intro"),
-                f"{_mass(result, 'teacher')} ({result['teacher_temperature']:g})",
-            ]
-        )
-    shown = results.get(detail) or next(iter(results.values()))
-    return (
-        table(header, body) + "\n\nMean over classes of the per-class Spearman rank correlations, on held-out images "
-        "no model was trained on"
-        + (
-            ""
-            if all(r.get("images", "held_out") == "held_out" for r in results.values())
-            else " (rows on training images: images the analysed model and its teacher were both trained on, what a KD "
-            "loss sees)"
-        )
-        + f"; measured {provenance_summary(list(results.values()))}. "
-        f"Per class, for {run(shown['model_path'])} "
-        f"(teacher {run(shown['teacher_path'])}):\n\n"
-        + target_content.markdown_table(shown)
-        + "\n![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)"
-    )
+    shown = results.get(detail) or results[names[0]]
+    measured = provenance_summary(list(results.values()))
+    return target_content.models_summary(list(results.values()), shown, measured)
 
 
 def _fill(text: str, generated: dict[str, str], path: str) -> str:

@@ -20,7 +20,8 @@ the training images it and the teacher saw, unaugmented):
   and its mean over classes.
 
 Output: a JSON file with all of it, a PNG figure (the three matrices and the per-class correlation),
-and `markdown_table(result)` for a report.
+`markdown_table(result)` (per class) and `models_summary` (a row per analysed model, for
+docs/target_content.md, which `report` fills in).
 """
 
 from __future__ import annotations
@@ -297,6 +298,74 @@ def markdown_table(result: dict) -> str:
     means = [number(float(_as_float_array(result["mean_rank_correlation"][key]))) for key in PAIRS]
     body.append(["**mean**", *means, "", ""])
     return tables.table(header, body) + "\n"
+
+
+# ---------------------------------------------------------------------------------- docs/target_content.md
+
+
+def _run_name(path: str) -> str:
+    """A model file's study and run folder (e.g. sweep_cifar10/tau_0.01-seed10)."""
+    if not path.endswith(".keras"):
+        return path
+    folder = os.path.dirname(os.path.normpath(path))
+    return f"{os.path.basename(os.path.dirname(folder))}/{os.path.basename(folder)}"
+
+
+def _analysed_images(result: dict) -> str:
+    """Which images a result was measured on (results before `images` existed: held out)."""
+    if result.get("images", "held_out") == "training":
+        return f"{result['num_images']} of the {result['num_train']} training images"
+    return f"first {result['num_images']} of {result['eval_split']}"
+
+
+def _softness(hparams: dict) -> str:
+    """The setting that made a target soft: tau, or the true-class mass it was solved for."""
+    if hparams.get("target_true_mass"):
+        return f"mass {hparams['target_true_mass']:g} ({hparams.get('target_mass_scope', 'batch')})"
+    return str(hparams["similarity_temperature"])
+
+
+def _mass(result: dict, which: str) -> str:
+    """Mean true-class mass over the images, ± its spread over them where measured."""
+    spread = result.get(f"{which}_true_class_mass_std")
+    return f"{result[f'{which}_true_class_mass']:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
+
+
+def models_summary(results: list[dict], shown: dict, measured: str) -> str:
+    """What the introspective target carries against a teacher's soft targets, as the docs show it: a
+    row per analysed model (this tool's JSON results), which images, `measured` (when and where, from
+    the results' provenance), then the per-class table of `shown`."""
+    header = "analysed model | images | its accuracy % | tau or mass | teacher | teacher accuracy % | "
+    header += " | ".join(key.replace("_", " ") for key in PAIRS) + " | q's mass on y | teacher's mass on y (T)"
+    body = [
+        [
+            _run_name(r["model_path"]),
+            _analysed_images(r),
+            f"{100 * r['model_accuracy']:.2f}",
+            _softness(r["hparams"]),
+            _run_name(r["teacher_path"]),
+            f"{100 * r['teacher_accuracy']:.2f}",
+            *(f"{r['mean_rank_correlation'][key]:+.2f}" for key in PAIRS),
+            _mass(r, "intro"),
+            f"{_mass(r, 'teacher')} ({r['teacher_temperature']:g})",
+        ]
+        for r in results
+    ]
+    on_training_images = any(r.get("images", "held_out") != "held_out" for r in results)
+    return (
+        tables.table(header, body)
+        + "\n\nMean over classes of the per-class Spearman rank correlations, on held-out images no model was "
+        "trained on"
+        + (
+            " (rows on training images: images the analysed model and its teacher were both trained on, what a KD "
+            "loss sees)"
+            if on_training_images
+            else ""
+        )
+        + f"; measured {measured}. Per class, for {_run_name(shown['model_path'])} "
+        f"(teacher {_run_name(shown['teacher_path'])}):\n\n{markdown_table(shown)}"
+        "\n![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)"
+    )
 
 
 # --------------------------------------------------------------------------------------------- figure
