@@ -207,10 +207,9 @@ def compare(
         raise ConfigError(f"no finished run of this config in {data_path}")
     for path in (planned.report_path, planned.chart_path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    stem = os.path.splitext(os.path.basename(config_path))[0]
-    report.bar_chart(groups, planned.chart_path, f"{stem}: mean ± std over seeds")
+    report.bar_chart(planned, groups)
     with open(planned.report_path, "w") as f:
-        f.write(report.study_page(groups, config_path, planned.chart_path, planned.report_path, data_path))
+        f.write(report.study_page(planned, groups))
     print(report.markdown_table(groups))
     print(f"wrote {planned.report_path} and {planned.chart_path}")
     if failures:

@@ -47,6 +47,7 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- 
 
 
 Groups = list[tuple[RunSpec, list[dict]]]  # a study's run lines, each with its finished rows (one per seed)
+Studies = dict[str, tuple[Study, Groups]]  # config path -> the study and its groups
 
 
 def _accuracy(row: dict) -> float:
@@ -139,8 +140,9 @@ def markdown_table(groups: Groups) -> str:
     return table(f"{header} | {split} NLL | ECE % | s/step | x standard", body, fill="-")
 
 
-def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -> None:
-    """Accuracy, NLL and seconds per step of every finished run line (not the teacher): mean ± std over seeds."""
+def bar_chart(study: Study, groups: Groups) -> None:
+    """The chart beside a study's page: accuracy, NLL and seconds per step of every finished run line (not
+    the teacher), mean ± std over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,9 +170,9 @@ def bar_chart(groups: list[tuple[RunSpec, list[dict]]], path: str, title: str) -
             axis.set_xlim(max(0.0, low - 5), max(m + s for m, s in zip(means, stds)) + 2)
     axes[0].set_yticks(range(len(names)), names)
     axes[0].invert_yaxis()
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(f"{study.name}: mean ± std over seeds", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(study.chart_path, dpi=110)
     plt.close(figure)
 
 
@@ -236,15 +238,15 @@ def _budget(row: dict) -> str:
     )
 
 
-def study_page(groups: Groups, config_path: str, chart_path: str, report_path: str, data_path: str = "") -> str:
+def study_page(study: Study, groups: Groups) -> str:
     """A study's Markdown page: how the numbers were made (budget, data, seeds, machine), table, chart."""
     finished = [r for _, rows in groups for r in rows]
     students = [r for run, rows in groups if run.name != TEACHER for r in rows]
     teacher = [r for run, rows in groups if run.name == TEACHER for r in rows]
     blocks = [
-        f"# Method comparison ({os.path.splitext(os.path.basename(config_path))[0]})",
-        f"Generated from the run data `{data_path}` by `python -m introspective_tf.tools.compare "
-        f"--config={config_path}` (or `python -m introspective_tf.tools.report`, which remakes every generated "
+        f"# Method comparison ({study.name})",
+        f"Generated from the run data `{study.data_path}` by `python -m introspective_tf.tools.compare "
+        f"--config={study.config_path}` (or `python -m introspective_tf.tools.report`, which remakes every generated "
         "table); do not edit by hand.\n"
         "What each method does and what the KD variants isolate: [baselines.md](baselines.md).",
     ]
@@ -260,17 +262,17 @@ def study_page(groups: Groups, config_path: str, chart_path: str, report_path: s
             f"{len(finished)} runs made one at a time {provenance_summary(finished)}."
         )
         blocks.append(TABLE_NOTES + ("" if all(map(made_by_current_code, finished)) else OLDER_CODE_NOTE))
-    with open(config_path) as f:
+    with open(study.config_path) as f:
         declared = read_declarations(f.read())
     target_mass = target_mass_table(groups)
     blocks += [declared] if declared else []
     blocks += [markdown_table(groups)]
     blocks += [TARGET_MASS_NOTES, target_mass] if target_mass else []
-    chart = os.path.relpath(chart_path, os.path.dirname(report_path) or ".")
+    chart = os.path.relpath(study.chart_path, os.path.dirname(study.report_path) or ".")
     return "\n\n".join([*blocks, f"![accuracy, NLL and seconds per step]({chart})"]) + "\n"
 
 
-def target_mass_table(groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -> str:
+def target_mass_table(groups: Groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -> str:
     """Per run line with a recorded `target_true_mass` history: its value at a few epochs and the last,
     the lowest over all epochs (with its epoch), and the change over the second half of training
     ("" when no row has one)."""
@@ -527,19 +529,19 @@ def _step_ratio(row: dict | None) -> str:
     return f"{row['ratio']:.2f} ({row['median_seconds']:.3f} s)" if row else "-"
 
 
-def earlier_teacher_rows(study: Study, groups: list) -> list[dict]:
+def earlier_teacher_rows(study: Study, groups: Groups) -> list[dict]:
     """Teacher rows of a study's data that its current teacher line (in `groups`) no longer matches."""
     counted = [row for run, rows in groups if run.name == TEACHER for row in rows]
     return [r for r in records.read(study.data_path) if r.get("compare_run") == TEACHER and r not in counted]
 
 
-def load_studies() -> dict[str, tuple[Study, list]]:
+def load_studies() -> Studies:
     """Every study config, loaded once with its finished runs (its data file read once)."""
     loaded = {config: load_study(config) for config in STUDIES}
     return {config: (study, study.groups()) for config, study in loaded.items()}
 
 
-def blocks(studies: dict[str, tuple[Study, list]]) -> dict[str, str]:
+def blocks(studies: Studies) -> dict[str, str]:
     """Every named generated block's Markdown."""
     comparison, groups = studies[COMPARISON]
     return {
@@ -583,20 +585,21 @@ def _fill(text: str, generated: dict[str, str], path: str) -> str:
     return BLOCK.sub(replace, text)
 
 
-def outputs(studies: dict[str, tuple[Study, list]]) -> dict[str, str]:
+def _read(path: str) -> str | None:
+    """A file's text, or None if there is no such file."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def outputs(studies: Studies) -> dict[str, str]:
     """{path: its generated text} for every study page and every Markdown file with generated blocks."""
-    result = {}
-    for study, groups in studies.values():
-        result[study.report_path] = study_page(
-            groups, study.config_path, study.chart_path, study.report_path, study.data_path
-        )
+    result = {study.report_path: study_page(study, groups) for study, groups in studies.values()}
     generated = blocks(studies)
-    markdown = ["README.md"] + [os.path.join("docs", f) for f in sorted(os.listdir("docs")) if f.endswith(".md")]
-    for path in markdown:
-        text = result.get(path)
-        if text is None:
-            with open(path) as f:
-                text = f.read()
+    for path in ["README.md", *(os.path.join("docs", f) for f in sorted(os.listdir("docs")) if f.endswith(".md"))]:
+        text = result.get(path) or _read(path)
         if BLOCK.search(text):
             result[path] = _fill(text, generated, path)
     return result
@@ -604,23 +607,13 @@ def outputs(studies: dict[str, tuple[Study, list]]) -> dict[str, str]:
 
 def stale() -> list[str]:
     """The files whose text differs from what the committed data gives."""
-    different = []
-    for path, text in outputs(load_studies()).items():
-        try:
-            with open(path) as f:
-                same = f.read() == text
-        except FileNotFoundError:
-            same = False
-        if not same:
-            different.append(path)
-    return different
+    return [path for path, text in outputs(load_studies()).items() if _read(path) != text]
 
 
 def main(argv: list[str]) -> None:
     os.chdir(provenance.REPOSITORY_DIR)
     if "--check" in argv[1:]:
-        different = stale()
-        if different:
+        if different := stale():
             sys.exit(
                 f"error: generated text differs from the run data in {', '.join(different)}: "
                 "run python -m introspective_tf.tools.report"
@@ -632,11 +625,8 @@ def main(argv: list[str]) -> None:
         with open(path, "w") as f:
             f.write(text)
         print(f"wrote {path}")
-    for config, (study, groups) in studies.items():  # the charts beside the study pages
-        if any(rows for _, rows in groups):
-            bar_chart(
-                groups, study.chart_path, f"{os.path.splitext(os.path.basename(config))[0]}: mean ± std over seeds"
-            )
+    for study, groups in studies.values():
+        bar_chart(study, groups)
 
 
 if __name__ == "__main__":

@@ -281,6 +281,11 @@ class Study:
     judged: list[str] = dataclasses.field(default_factory=list)
     targets: list[Target] = dataclasses.field(default_factory=list)
 
+    @property
+    def name(self) -> str:
+        """The config file's name without its extension (compare_cifar10)."""
+        return os.path.splitext(os.path.basename(self.config_path))[0]
+
     def groups(self) -> list[tuple[RunSpec, list[dict]]]:
         return group_results(self.runs, self.teacher, records.read(self.data_path))
 
