@@ -3,7 +3,7 @@
 import pytest
 
 from introspective_tf.errors import ConfigError
-from introspective_tf.tools import report, study, target_content
+from introspective_tf.tools import report, study, summarize, target_content
 
 
 def test_every_generated_table_matches_the_committed_run_data(monkeypatch):
@@ -83,7 +83,7 @@ def test_runs_table_pools_seeds_and_shows_only_the_hyper_parameters_that_differ(
             "config": {"seed": seed, "hparams": {"similarity_temperature": tau}},
         }
 
-    table = report.runs_table([result(0, 0.05, 0.70), result(1, 0.05, 0.72), result(0, 0.1, 0.60)])
+    table = summarize.runs_table([result(0, 0.05, 0.70), result(1, 0.05, 0.72), result(0, 0.1, 0.60)])
     lines = table.splitlines()
     assert lines[0] == (
         "| method | model | similarity_temperature | seeds | validation accuracy % | loss (NLL) | ECE % "

@@ -19,10 +19,8 @@ import os
 import re
 import statistics
 import sys
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
-from introspective_tf import methods
-from introspective_tf.errors import ConfigError
 from introspective_tf.tools.study import (
     TEACHER,
     RunSpec,
@@ -32,7 +30,7 @@ from introspective_tf.tools.study import (
     made_by_current_code,
     read_declarations,
 )
-from introspective_tf.tools.tables import table
+from introspective_tf.tools.tables import mean_std_cell, table
 from introspective_tf.training import provenance, records
 
 STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
@@ -57,21 +55,6 @@ def _accuracy(row: dict) -> float:
 def _running_accuracy(row: dict) -> float | None:
     """The last epoch's running training accuracy (augmented images, training mode), as `fit` reports it."""
     return (row.get("final_train_metrics") or {}).get("accuracy")
-
-
-def _target_mass(row: dict) -> float | None:
-    """The last epoch's mean mass of the soft target on the true class (methods that make one)."""
-    return (row.get("final_train_metrics") or {}).get("target_true_mass")
-
-
-def _mean_std(
-    rows: list[dict], value: str | Callable[[dict], float | None], scale: float = 1.0, digits: int = 2
-) -> str:
-    """`records.mean_std` of `value` (a row's key, or a function of the row) over the rows that recorded
-    it, or "-" when none did (e.g. ECE, recorded since calibration was measured)."""
-    get = (lambda row: row.get(value)) if isinstance(value, str) else value
-    values = [v for v in map(get, rows) if v is not None]
-    return records.mean_std(values, scale, digits) if values else "-"
 
 
 def _median_step(rows: list[dict]) -> float | None:
@@ -127,11 +110,11 @@ def markdown_table(groups: Groups) -> str:
             [
                 *line,
                 ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in rows),
-                _mean_std(rows, "eval_accuracy", 100),
-                _mean_std(rows, "train_eval_accuracy", 100),
-                _mean_std(rows, _running_accuracy, 100),
-                _mean_std(rows, "eval_loss", digits=3),
-                _mean_std(rows, "eval_ece", 100),
+                mean_std_cell(rows, "eval_accuracy", 100),
+                mean_std_cell(rows, "train_eval_accuracy", 100),
+                mean_std_cell(rows, _running_accuracy, 100),
+                mean_std_cell(rows, "eval_loss", digits=3),
+                mean_std_cell(rows, "eval_ece", 100),
                 f"{step:.3f}" if step else "-",
                 f"{step / standard:.2f}" if step and standard else "-",
             ]
@@ -300,51 +283,6 @@ def target_mass_table(groups: Groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20
     return table(header, body) if body else ""
 
 
-# Columns shown for the method's hyper-parameters, when the runs differ in them.
-HPARAM_COLUMNS = ("alpha", "temperature", "similarity_temperature", "soft_target", "epsilon")
-HPARAM_COLUMNS += ("explanation", "similarity", "explanation_estimator", "num_probes")  # docs/fast_introspection.md
-
-
-def _hparams(result: dict) -> dict[str, Any]:
-    """The run's hyper-parameters; ones it did not record (runs made before results.json recorded every
-    one) count as the method's current defaults."""
-    try:
-        declared = methods.resolve(result["method"])
-    except ConfigError:  # a method that no longer exists
-        return {}
-    given = result["config"].get("hparams", {})
-    return {key: given.get(key, default) for key, default in declared.items()}
-
-
-def runs_table(results: list[dict[str, Any]]) -> str:
-    """Run folders' results.json, grouped by method, model and the hyper-parameters they differ in (seeds
-    pooled): mean ± std of accuracy, NLL and ECE, the soft target's mass on y, the median step time."""
-    columns = [
-        c for c in HPARAM_COLUMNS if len({str(_hparams(r).get(c)) for r in results if r["method"] != "standard"}) > 1
-    ]
-    groups: dict[tuple, list[dict]] = {}
-    for result in results:
-        hparams = _hparams(result)
-        key = (result["method"], result["model"], *(hparams.get(c, "") for c in columns))
-        groups.setdefault(key, []).append(result)
-    body = []
-    for key, group in sorted(groups.items(), key=lambda kv: -statistics.mean(r["eval_accuracy"] for r in kv[1])):
-        step = _median_step(group)
-        body.append(
-            [
-                *map(str, key),
-                len(group),
-                _mean_std(group, "eval_accuracy", 100),
-                _mean_std(group, "eval_loss", digits=3),
-                _mean_std(group, "eval_ece", 100) if all("eval_ece" in r for r in group) else "-",
-                _mean_std(group, _target_mass, digits=2),
-                f"{step:.3f}" if step else "-",
-            ]
-        )
-    header = ["method", "model", *columns, "seeds", f"{results[0]['eval_split']} accuracy %", "loss (NLL)", "ECE %"]
-    return table([*header, "target mass on y", "s/step"], body)
-
-
 def comparison_table(groups: Groups) -> str:
     """A compact table of a study: one line per run line with finished seeds (step times: the benchmark)."""
     body = []
@@ -356,10 +294,10 @@ def comparison_table(groups: Groups) -> str:
             [
                 run.name,
                 f"{len(rows)}" + (f" ({older}†)" if older else ""),
-                _mean_std(rows, "eval_accuracy", 100),
-                _mean_std(rows, "train_eval_accuracy", 100),
-                _mean_std(rows, "eval_loss", digits=3),
-                _mean_std(rows, "eval_ece", 100),
+                mean_std_cell(rows, "eval_accuracy", 100),
+                mean_std_cell(rows, "train_eval_accuracy", 100),
+                mean_std_cell(rows, "eval_loss", digits=3),
+                mean_std_cell(rows, "eval_ece", 100),
             ]
             if rows
             else [run.name, 0, "not run yet"]
@@ -435,7 +373,9 @@ def soft_target_parts_table(groups: Groups) -> str:
     body = []
     for name, what in SOFT_TARGET_PARTS:
         rows = by_name.get(name, [])
-        cells = [_mean_std(rows, _accuracy), _versus(rows, standard), _versus(rows, kd)] if rows else ["not run yet"]
+        cells = (
+            [mean_std_cell(rows, _accuracy), _versus(rows, standard), _versus(rows, kd)] if rows else ["not run yet"]
+        )
         body.append([name, what, len(rows), *cells])
     header = "run | what the student learns from | seeds | holdout accuracy % | vs standard (per seed)"
     return table(f"{header} | vs full KD (per seed)", body)
@@ -460,7 +400,7 @@ def teacher_free_table(groups: Groups) -> str:
         if len(rows) > 1:
             spreads[run.name] = statistics.stdev([_accuracy(r) for r in rows])
         body.append(
-            [run.name, len(rows), _mean_std(rows, _accuracy), _versus(rows, standard), _versus(introspective, rows)]
+            [run.name, len(rows), mean_std_cell(rows, _accuracy), _versus(rows, standard), _versus(introspective, rows)]
         )
     if not body:
         return "Not measured yet."
