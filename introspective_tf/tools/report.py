@@ -6,10 +6,10 @@ r"""Remakes every generated table in README.md and docs/ from the committed run 
 Sources: each study config in `STUDIES` (its `data` file of finished runs, `results/*.jsonl`) gives
 its report page (`docs/results.md`, `docs/sweep.md`: `study_page`, which `compare` writes too), and
 `results/benchmark.jsonl` (`python -m introspective_tf.tools.benchmark --output=...`) the step-time
-tables. In Markdown files a
-generated block sits between `<!-- generated: NAME -->` and `<!-- end generated -->`; only the text
-between the markers is replaced, so prose around a table stays the authors'. A test runs `--check`, so
-a table cannot drift from its data.
+tables. In Markdown files a generated block sits between `<!-- generated: NAME -->` and
+`<!-- end generated -->`; only the text between the markers is replaced, so prose around a table stays
+the authors'. A test runs `--check`, so a table cannot drift from its data. Every table is made by
+`tables.table`, every mean ± std cell by `tables.mean_std_cell`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ COMPARISON = "configs/compare_cifar10.cfg"
 SWEEP = "configs/sweep_cifar10.cfg"
 BENCHMARK_DATA = "results/benchmark.jsonl"
 TARGET_CONTENT_DIR = "results/target_content"  # one JSON per analysed model (target_content.py --output)
-TARGET_CONTENT_DETAIL = (
-    "compare_cifar10-introspective-seed0.json"  # the one whose per-class table and figure the page shows
-)
+TARGET_CONTENT_DETAIL = "compare_cifar10-introspective-seed0.json"  # the one whose per-class table the page shows
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 
@@ -131,18 +129,18 @@ def bar_chart(study: Study, groups: Groups) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [(run, results) for run, results in groups if results and run.name != TEACHER]
+    done = [(run, rows) for run, rows in groups if rows and run.name != TEACHER]
     if not done:
         return
     names = [run.name for run, _ in done]
     panels = [
-        ("accuracy %", lambda r: 100 * r["eval_accuracy"]),
+        ("accuracy %", _accuracy),
         ("NLL", lambda r: r["eval_loss"]),
         ("seconds per step (median of run)", lambda r: r["seconds_per_step"] or 0.0),
     ]
     figure, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(names) + 1.6), sharey=True)
     for axis, (label, value) in zip(axes, panels):
-        values = [[value(r) for r in results] for _, results in done]
+        values = [[value(r) for r in rows] for _, rows in done]
         means = [statistics.mean(v) for v in values]
         stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
         axis.barh(range(len(names)), means, xerr=stds, capsize=3, color="tab:blue")
@@ -260,9 +258,9 @@ def target_mass_table(groups: Groups, epochs: tuple[int, ...] = (1, 2, 5, 10, 20
     the lowest over all epochs (with its epoch), and the change over the second half of training
     ("" when no row has one)."""
     header, body = [], []
-    for run, results in groups:
+    for run, rows in groups:
         histories = [
-            r["epoch_history"]["target_true_mass"] for r in results if "target_true_mass" in r.get("epoch_history", {})
+            r["epoch_history"]["target_true_mass"] for r in rows if "target_true_mass" in r.get("epoch_history", {})
         ]
         if not histories:
             continue
@@ -317,8 +315,8 @@ def verdict(groups: Groups, judged: Sequence[str], targets: Sequence[Target]) ->
         return (
             f"- Not measured yet: the comparison has no finished {' or '.join(judged)} runs, or none of {references}."
         )
-    compared = dict.fromkeys([*measured, *(r for t in targets for r in t.references if r in accuracy)])
-    seeds = {name: len(by_name[name]) for name in compared}
+    compared = [*measured, *(r for t in targets for r in t.references if r in accuracy)]
+    seeds = {name: len(by_name[name]) for name in compared}  # in order of first mention
     every_reference = all(r in accuracy for t in targets for r in t.references)
     complete = every_reference and len(measured) == len(judged) and min(seeds.values()) >= 3
     lines = []
