@@ -162,34 +162,40 @@ def linked_files(path: str, targets: list[str]) -> set[str]:
     return linked
 
 
-def unsourced_numbers(texts: dict[str, str], pages: set[str], setting_values: set[str]) -> list[str]:
-    """'file:line: number -- context' for each result number of the prose in `texts` ({path: Markdown};
-    the generated pages among them are sources only) that no generated text, setting or ALLOWED phrase gives."""
-    sources = {path: numbers_in(generated_text(path, text, pages)) for path, text in texts.items()}
-    problems = []
+def prose_paragraphs(texts: dict[str, str], pages: set[str]):
+    """(path, line, prose, link targets) of every hand-written paragraph, ALLOWED phrases taken out."""
     for path, text in texts.items():
         if path in pages:
             continue
         for line, prose, targets in paragraphs(text):
             for file, phrase, _ in ALLOWED:
                 prose = prose.replace(phrase, " ") if file == path else prose
-            prose = re.sub(r"\b\d{4}-\d{2}-\d{2}\b", " ", prose)
-            prose = re.sub(r"(?<=\d)\s?[-–]\s?(?=\d)", " to ", prose)  # a range: two numbers
-            quoted = set().union(*(sources.get(f, set()) for f in linked_files(path, targets)))
-            for match in NUMBER.finditer(prose):
-                if not (match.group("decimals") or match.group("unit")):
-                    continue  # a count or configuration
-                number = _key((match.group("sign") or "") + match.group("digits") + (match.group("decimals") or ""))
-                if not match.group("decimals"):
-                    number = _key(number, match.group("unit"))  # a whole number is quoted with its unit: 98 %
-                if number in quoted:
-                    continue
-                if SETTING_NAME.search(prose[: match.start()]):
-                    continue
-                if not match.group("unit") and number.lstrip("+-") in setting_values:
-                    continue
-                context = prose[max(0, match.start() - 60) : match.end() + 20]
-                problems.append(f"{path}:{line}: {match.group(0).strip()} -- ...{context}...")
+            yield path, line, prose, targets
+
+
+def unsourced_numbers(texts: dict[str, str], pages: set[str], setting_values: set[str]) -> list[str]:
+    """'file:line: number -- context' for each result number of the prose in `texts` ({path: Markdown};
+    the generated pages among them are sources only) that no generated text, setting or ALLOWED phrase gives."""
+    sources = {path: numbers_in(generated_text(path, text, pages)) for path, text in texts.items()}
+    problems = []
+    for path, line, prose, targets in prose_paragraphs(texts, pages):
+        prose = re.sub(r"\b\d{4}-\d{2}-\d{2}\b", " ", prose)
+        prose = re.sub(r"(?<=\d)\s?[-–]\s?(?=\d)", " to ", prose)  # a range: two numbers
+        quoted = set().union(*(sources.get(f, set()) for f in linked_files(path, targets)))
+        for match in NUMBER.finditer(prose):
+            if not (match.group("decimals") or match.group("unit")):
+                continue  # a count or configuration
+            number = _key((match.group("sign") or "") + match.group("digits") + (match.group("decimals") or ""))
+            if not match.group("decimals"):
+                number = _key(number, match.group("unit"))  # a whole number is quoted with its unit: 98 %
+            if number in quoted:
+                continue
+            if SETTING_NAME.search(prose[: match.start()]):
+                continue
+            if not match.group("unit") and number.lstrip("+-") in setting_values:
+                continue
+            context = prose[max(0, match.start() - 60) : match.end() + 20]
+            problems.append(f"{path}:{line}: {match.group(0).strip()} -- ...{context}...")
     return problems
 
 
@@ -215,13 +221,8 @@ def test_every_result_number_in_the_prose_quotes_generated_text_or_a_setting():
 def test_the_prose_names_no_machine_the_rows_record():
     texts, pages = _markdown(), generated_pages()
     found = []
-    for path, text in texts.items():
-        if path in pages:
-            continue
-        for line, prose, _ in paragraphs(text):
-            for file, phrase, _ in ALLOWED:
-                prose = prose.replace(phrase, " ") if file == path else prose
-            found += [f"{path}:{line}: {m.group(0)}" for m in MACHINE.finditer(prose)]
+    for path, line, prose, _ in prose_paragraphs(texts, pages):
+        found += [f"{path}:{line}: {m.group(0)}" for m in MACHINE.finditer(prose)]
     assert not found, "which machine made a number is in the generated provenance lines:\n" + "\n".join(found)
 
 
