@@ -139,3 +139,23 @@ def test_keras_applications_train_with_every_method_and_export(name, layer, tmp_
     for method in methods.METHODS:
         one_step(model, method, hyperparameters(method, tmp_path_factory))
     exports(model, tmp_path / "export")
+
+
+@pytest.mark.slow
+def test_the_readme_snippet_trains_a_keras_application_on_an_image_folder_and_exports(mini_dataset, tmp_path, monkeypatch):
+    """README's "Your own model and image folder" block, as written, after the block before it made `data`."""
+    import pathlib
+    import re
+
+    import introspective_tf as itf
+    from introspective_tf import training
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "keras.applications" in block)
+    monkeypatch.chdir(tmp_path)
+    data = training.data.load(mini_dataset, batch_size=8)
+    exec(code, {"keras": keras, "itf": itf, "data": data})
+    loaded = keras.models.load_model(tmp_path / "mine.keras")
+    assert type(loaded).__name__ == "Introspective" and loaded.explainer.layer == "out_relu"
+    assert int(loaded.optimizer.iterations) == 20
+    assert (tmp_path / "saved_models" / "mine" / "saved_model.pb").is_file()

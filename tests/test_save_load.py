@@ -52,7 +52,7 @@ def trained(method: str, teacher: str):
     keras.utils.set_random_seed(0)
     trainer = methods.build(method, backbone(), hparams)
     trainer.plan(num_train=NUM_TRAIN, steps_per_epoch=NUM_TRAIN // BATCH, epochs=3)
-    trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), run_eagerly=True)  # no tracing: quick
     trainer.fit(data(trainer), epochs=2, verbose=0)
     return trainer, hparams
 
@@ -61,6 +61,7 @@ def test_every_method_is_covered():
     assert set(NON_DEFAULT) == set(methods.METHODS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(methods.METHODS))
 def test_a_method_round_trips_and_trains_on(method, teacher, tmp_path):
     trainer, hparams = trained(method, teacher)
@@ -87,6 +88,7 @@ def test_a_method_round_trips_and_trains_on(method, teacher, tmp_path):
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), atol=1e-5, err_msg=mine.path)
 
 
+@pytest.mark.slow
 def test_a_new_process_loads_it_with_the_package_imported_and_no_custom_objects(teacher, tmp_path):
     trainer, _ = trained("pskd", teacher)
     path = tmp_path / "pskd.keras"
