@@ -144,9 +144,7 @@ def with_layer_output(model: keras.Model, layer_name: str) -> keras.Model:
             f"layer '{layer_name}' gives shape {tuple(outputs[layer_name].shape)}; "
             "Grad-CAM needs a [batch, h, w, channels] feature map"
         )
-    return keras.Model(
-        model.inputs, [outputs[layer_name], model.outputs[0]], name=f"{model.name}_with_{layer_name}"
-    )
+    return keras.Model(model.inputs, [outputs[layer_name], model.outputs[0]], name=f"{model.name}_with_{layer_name}")
 
 
 def head_above(model: keras.Model, layer_name: str) -> keras.Model | None:

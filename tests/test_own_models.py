@@ -142,7 +142,7 @@ def test_keras_applications_train_with_every_method_and_export(name, layer, tmp_
 
 
 @pytest.mark.slow
-def test_the_readme_snippet_trains_a_keras_application_on_an_image_folder_and_exports(mini_dataset, tmp_path, monkeypatch):
+def test_the_readme_snippet_trains_an_application_on_a_folder_and_exports(mini_dataset, tmp_path, monkeypatch):
     """README's "Your own model and image folder" block, as written, after the block before it made `data`."""
     import pathlib
     import re

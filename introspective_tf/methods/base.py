@@ -109,8 +109,6 @@ def _declared_type(hint: Any, default: Any) -> tuple[type, Range | OneOf | None]
     return (hint if isinstance(hint, type) else type(default)), allowed
 
 
-
-
 def _documented_args(docstring: str) -> dict[str, str]:
     """The `name: help` entries of a docstring's `Args:` section (continuation lines joined)."""
     entries, name, indent = {}, None, 0

@@ -137,9 +137,10 @@ class Introspective(Method):
             noise).
         """
         super().__init__(backbone, **kwargs)
+        lowest = 1.0 / self.num_classes
         _check(
-            target_true_mass == 0.0 or 1.0 / self.num_classes < target_true_mass,
-            f"target_true_mass must be 0 (off) or in (1/C, 1] = ({1.0 / self.num_classes:.3g}, 1], not {target_true_mass}",
+            target_true_mass == 0.0 or lowest < target_true_mass,
+            f"target_true_mass must be 0 (off) or in (1/C, 1] = ({lowest:.3g}, 1], not {target_true_mass}",
         )
         _check(
             target_true_mass == 0.0
