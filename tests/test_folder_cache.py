@@ -4,11 +4,14 @@ used only while it matches the folder, rebuilt when it does not, and never left 
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO
 
 from introspective_tf.errors import ConfigError
 from introspective_tf.training import data, folder_cache
@@ -174,3 +177,30 @@ def test_where_the_cache_lives(monkeypatch):
     assert folder_cache.resolve_dir("") == "/somewhere/introspective_tf"
     assert folder_cache.resolve_dir("none") is None and folder_cache.resolve_dir("None") is None
     assert folder_cache.resolve_dir("~/x") == os.path.join(os.path.expanduser("~"), "x")
+
+
+@pytest.mark.slow
+def test_train_py_names_an_unusable_cache_dir_on_one_line(tmp_path, mini_dataset):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            f"--dataset={mini_dataset}",
+            f"--data_cache_dir={blocker / 'cache'}",
+            f"--output_dir={tmp_path / 'run'}",
+            "--export_dir=none",
+        ],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: data_cache_dir '{blocker / 'cache'}' is not writable: '{blocker}' is a file"
+    )
+    assert not (tmp_path / "run").exists()
