@@ -224,6 +224,9 @@ def _train(config, strategy, output_dir, export_dir, cache_dir, extra_results) -
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0),
         timer,
     ]
+    if config.verbose:  # the first step also traces the graph: seconds before the progress bar moves
+        steps = f"{steps_per_epoch} steps per epoch, the first also tracing the graph"
+        print(f"training on {data.num_train} images: {steps}", flush=True)
     start = time.perf_counter()
     history = method.fit(
         data.train.repeat(),
@@ -250,6 +253,8 @@ def _train(config, strategy, output_dir, export_dir, cache_dir, extra_results) -
             "lower --learning_rate or change the method's flags"
         )
 
+    if config.verbose:
+        print(f"evaluating on the {data.num_eval} {data.eval_split} images", flush=True)
     evaluation = method.evaluate(data.eval, verbose=0, return_dict=True)
     calibration_results = calibration.evaluate(backbone, data.eval, output_dir, title=config.name)  # NLL, ECE, PNG
     model_path = os.path.join(output_dir, "model.keras")
