@@ -163,6 +163,15 @@ def test_an_interrupted_write_leaves_no_copy_and_old_leftovers_go(cache, small_f
     assert path.exists() and not list(cache.glob(".tmp-*"))
 
 
+def test_a_corrupt_image_is_named_and_no_copy_is_written(cache, small_folder):
+    broken = small_folder / "train" / "dog" / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(ConfigError, match=r"1 image file\(s\) cannot be decoded; fix or remove them: .*broken.jpg"):
+        with data.naming_unreadable_images(f"folder:{small_folder}"):
+            data.load(f"folder:{small_folder}", batch_size=4, cache_dir=str(cache))
+    assert not list(cache.glob("*.npz"))
+
+
 def test_a_cache_dir_that_cannot_be_made_is_a_config_error(tmp_path, small_folder):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
