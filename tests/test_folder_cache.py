@@ -163,6 +163,17 @@ def test_an_interrupted_write_leaves_no_copy_and_old_leftovers_go(cache, small_f
     assert path.exists() and not list(cache.glob(".tmp-*"))
 
 
+def test_a_copy_that_cannot_be_written_costs_only_the_copy(cache, small_folder, monkeypatch, capsys):
+    def disk_full(file, **arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    loaded = _contents(data.load(f"folder:{small_folder}", batch_size=4, cache_dir=str(cache)))
+    assert "(No space left on device); this run goes on without it" in capsys.readouterr().out
+    assert list(cache.iterdir()) == []
+    _assert_same(_contents(data.load(f"folder:{small_folder}", batch_size=4)), loaded)
+
+
 def test_a_corrupt_image_is_named_and_no_copy_is_written(cache, small_folder):
     broken = small_folder / "train" / "dog" / "broken.jpg"
     broken.write_bytes(b"not a jpeg")

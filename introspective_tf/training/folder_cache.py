@@ -150,7 +150,10 @@ def load_split(
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[label] for _, label in examples], np.int32)
     path = cache_path(cache_dir, root, split)
-    key = content_key(root, split, examples, image_shape)
+    try:
+        key = content_key(root, split, examples, image_shape)
+    except OSError as err:  # a file went away since the folder was listed
+        raise ConfigError(f"folder dataset '{root}' changed while it was read: {err}") from None
     found = _read(path, key, labels, image_shape)
     if isinstance(found, DecodedSplit):
         return found
@@ -163,9 +166,13 @@ def load_split(
         raise ConfigError(f"{what}: the decoded labels are not the folder's; has the folder changed meanwhile?")
     try:
         os.makedirs(cache_dir, exist_ok=True)
-        _write(path, key, decoded)
     except OSError as err:
         raise ConfigError(f"data_cache_dir '{cache_dir}' is not usable: {err.strerror or err}") from None
+    try:
+        _write(path, key, decoded)
+    except OSError as err:  # a full disk, say: the images are decoded, so this run needs no copy
+        print(f"  could not write {path} ({err.strerror or err}); this run goes on without it", flush=True)
+        return decoded
     megabytes = (decoded.images.nbytes + decoded.labels.nbytes) / 1e6
     seconds = time.monotonic() - start
     print(f"  {what}: {len(examples)} images decoded and cached ({megabytes:.0f} MB) in {seconds:.0f} s", flush=True)
