@@ -1,7 +1,8 @@
 """A decoded copy of a folder dataset's split on disk, so that a run does not decode every image file again.
 
-Decoding CIFAR-10's 50,000 JPEGs costs a new process 15-30 s on two cores, most of it before the first
-training step; the copy loads in under a second. It holds one split exactly as `data.py`'s pipeline
+Decoding CIFAR-10's 50,000 JPEGs costs every new process about 15 CPU-seconds (a quick try pays for the
+10,000 that fill the shuffle buffer before its first step and the 5,000 it validates on); the copy loads in
+about a second. It holds one split exactly as `data.py`'s pipeline
 decodes it (uint8 images brought to the training images' shape, int32 labels) in the folder dataset's
 own order, so a run reads the same tensors in the same order from it as from the files.
 
