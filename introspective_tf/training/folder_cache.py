@@ -155,8 +155,6 @@ def load_split(
         key = content_key(root, split, examples, image_shape)
     except OSError as err:  # a file went away since the folder was listed
         raise ConfigError(f"folder dataset '{root}' changed while it was read: {err}") from None
-    if not examples and image_shape is not None:  # an empty test split: nothing to decode or keep
-        return DecodedSplit(np.empty((0, *image_shape), np.uint8), labels)
     found = _read(path, key, labels, image_shape)
     if isinstance(found, DecodedSplit):
         return found
