@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from introspective_tf import export, methods, models
 from introspective_tf.errors import ConfigError
-from introspective_tf.training import calibration, distribute, provenance, resume
+from introspective_tf.training import calibration, distribute, folder_cache, provenance, resume
 from introspective_tf.training import data as data_lib
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -43,12 +43,14 @@ class ExperimentConfig:
     output_dir: str = ""  # "" -> runs/<name>
     export_dir: str = ""  # "" -> saved_models/<name>; "none" -> no export
     data_dir: str | None = None
+    data_cache_dir: str = ""  # folder datasets' decoded images between runs: "" -> ~/.cache/introspective_tf; "none"
     eval_split: str = "test"  # test; validation held out of train (also used without a test split); holdout
     validation_split: float = 0.1
     train_limit: int = 0  # >0: keep only that many training examples
     jit_compile: bool = False
     verbose: int = 1  # Keras fit verbosity: 1 progress bar, 2 one line per epoch, 0 silent
     validation_freq: int = 1  # evaluate on the eval split every this many epochs (and always at the end)
+    validation_steps: int = 0  # >0: fit's validation reads only that many batches (the final evaluation all)
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's hyper-parameters
     # Scale and reliability (docs/distribution.md).
     strategy: str = "default"  # default | mirrored | multiworker | tpu
@@ -73,6 +75,7 @@ class ExperimentConfig:
             (self.steps_per_epoch >= 0, f"steps_per_epoch must be >= 0, not {self.steps_per_epoch}"),
             (self.train_limit >= 0, f"train_limit must be >= 0, not {self.train_limit}"),
             (self.validation_freq >= 1, f"validation_freq must be >= 1, not {self.validation_freq}"),
+            (self.validation_steps >= 0, f"validation_steps must be >= 0, not {self.validation_steps}"),
             (
                 self.strategy in distribute.STRATEGIES,
                 f"unknown strategy '{self.strategy}': use one of {', '.join(distribute.STRATEGIES)}",
@@ -162,6 +165,11 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     export_dir = export_dir if chief else None
     if export_dir:
         _writable_dir(os.path.dirname(os.path.abspath(export_dir)), "export_dir's parent")
+    cache_dir = (
+        folder_cache.resolve_dir(config.data_cache_dir) if config.dataset.startswith(data_lib.FOLDER_PREFIX) else None
+    )
+    if cache_dir:
+        _writable_dir(cache_dir, "data_cache_dir")
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -169,12 +177,13 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
         with strategy.scope(), data_lib.naming_unreadable_images(config.dataset):
-            return _train(config, strategy, output_dir, export_dir, {"provenance": origin, **(extra_results or {})})
+            extra = {"provenance": origin, **(extra_results or {})}
+            return _train(config, strategy, output_dir, export_dir, cache_dir, extra)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str, Any]:
+def _train(config, strategy, output_dir, export_dir, cache_dir, extra_results) -> dict[str, Any]:
     data = data_lib.load(
         config.dataset,
         batch_size=config.batch_size,
@@ -184,6 +193,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         train_limit=config.train_limit,
         seed=config.seed,
         example_index=methods.get(config.method).needs_example_index,
+        cache_dir=cache_dir,
     )
     full_epoch = data.num_train // config.batch_size
     if full_epoch == 0:
@@ -214,6 +224,9 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0),
         timer,
     ]
+    if config.verbose:  # the first step also traces the graph: seconds before the progress bar moves
+        steps = f"{steps_per_epoch} steps per epoch, the first also tracing the graph"
+        print(f"training on {data.num_train} images: {steps}", flush=True)
     start = time.perf_counter()
     history = method.fit(
         data.train.repeat(),
@@ -222,6 +235,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         initial_epoch=initial_epoch,
         validation_data=data.eval,
         validation_freq=config.validation_freq,
+        validation_steps=config.validation_steps or None,
         callbacks=callbacks,
         verbose=config.verbose,
         shuffle=False,  # data.py's pipeline shuffles; Keras ignores (and warns about) fit's shuffle for datasets
@@ -239,6 +253,8 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
             "lower --learning_rate or change the method's flags"
         )
 
+    if config.verbose:
+        print(f"evaluating on the {data.num_eval} {data.eval_split} images", flush=True)
     evaluation = method.evaluate(data.eval, verbose=0, return_dict=True)
     calibration_results = calibration.evaluate(backbone, data.eval, output_dir, title=config.name)  # NLL, ECE, PNG
     model_path = os.path.join(output_dir, "model.keras")
