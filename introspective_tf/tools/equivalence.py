@@ -53,9 +53,18 @@ _COMPARED = (
     "steps_per_epoch",
 )
 # Config fields that are not train.py flags or that the replay sets itself.
-_NOT_FLAGS = ("hparams", "output_dir", "export_dir", "verbose", "momentum", "validation_freq", "data_dir")
+_NOT_FLAGS = (
+    "hparams",
+    "output_dir",
+    "export_dir",
+    "verbose",
+    "momentum",
+    "validation_freq",
+    "data_dir",
+    "explanation_images_every",  # draws, never trains; older code has no such flag
+)
 _NO_FLAG = {"momentum": 0.9}  # ExperimentConfig fields without a train.py flag, at their defaults
-_NOT_DISTINCT = ("seed", "output_dir", "export_dir", "verbose", "validation_freq")
+_NOT_DISTINCT = ("seed", "output_dir", "export_dir", "verbose", "validation_freq", "explanation_images_every")
 _REPLAY = {"epochs": 3, "steps_per_epoch": 1, "batch_size": 32, "train_limit": 256}
 
 

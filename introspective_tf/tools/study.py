@@ -40,7 +40,7 @@ from introspective_tf.training import experiment, provenance, records, run_flags
 EQUIVALENCE_PATH = os.path.join(provenance.REPOSITORY_DIR, "results", "code_equivalence.jsonl")
 
 # Fields that change where a run writes or how much it prints, not what it learns.
-_NOT_COMPARED = ("output_dir", "export_dir", "verbose", "validation_freq")
+_NOT_COMPARED = ("output_dir", "export_dir", "verbose", "validation_freq", "explanation_images_every")
 TEACHER = "teacher"
 
 

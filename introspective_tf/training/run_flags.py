@@ -72,6 +72,13 @@ def define_run_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "Evaluate on the eval split every this many epochs (always after the last).",
         **fv,
     )
+    flags.DEFINE_integer(
+        "explanation_images_every",
+        _DEFAULTS.explanation_images_every,
+        "Draw held-out images' explanations and soft targets to TensorBoard (logs/explanations) after the "
+        "first epoch, every this many epochs and the last; 0 = off.",
+        **fv,
+    )
     # Scale and reliability (docs/distribution.md).
     flags.DEFINE_enum(
         "strategy",
