@@ -119,8 +119,10 @@ def explanation_panel(
     shown_image = np.clip(image, 0, 255).astype(np.uint8)
     grey = shown_image.mean(axis=-1) if shown_image.shape[-1] == 3 else shown_image[..., 0]
 
-    figure = Figure(figsize=(1.75 * (1 + len(classes)), 2.1), dpi=80, layout="constrained")
-    axes = figure.subplots(1, 1 + len(classes))
+    figure = Figure(figsize=(1.75 * (1 + len(classes)), 2.1), dpi=80)  # fixed margins: an automatic layout is slow
+    axes = figure.subplots(
+        1, 1 + len(classes), gridspec_kw=dict(left=0.01, right=0.99, bottom=0.02, top=0.8, wspace=0.06)
+    )
     predicted = int(np.argmax(probabilities))
     axes[0].imshow(shown_image.squeeze(), cmap="gray" if shown_image.shape[-1] == 1 else None, extent=extent)
     axes[0].set_title(
@@ -157,21 +159,28 @@ def soft_target_chart(label: int, drawn: dict[str, np.ndarray], index: int, clas
     target, probabilities = drawn["target"][index], drawn["probabilities"][index]
     num_classes = len(target)
     positions = np.arange(num_classes)
-    floor = 1e-4
-    figure = Figure(figsize=(max(4.0, 0.45 * min(num_classes, 40)), 2.4), dpi=80, layout="constrained")
-    axis = figure.subplots()
-    axis.bar(positions - 0.2, np.maximum(target, floor), width=0.4, color="tab:blue", label="target q")
-    axis.bar(positions + 0.2, np.maximum(probabilities, floor), width=0.4, color="0.65", label="prediction p")
-    axis.set_yscale("log")
-    axis.set_ylim(floor, 2.0)
+    decades = 4  # the axis spans 1e-4 .. 1
+    figure = Figure(figsize=(max(4.5, 0.45 * min(num_classes, 40)), 2.4), dpi=80)  # fixed margins: fast
+    axis = figure.subplots(gridspec_kw=dict(left=0.1, right=0.98, bottom=0.3, top=0.88))
+
+    def height(mass):  # bars of log10(mass / 1e-4) on a linear axis: a log scale's ticks are slow to lay out
+        return np.log10(np.maximum(mass, 10.0**-decades)) + decades
+
+    axis.bar(positions - 0.2, height(target), width=0.4, color="tab:blue", label="target q")
+    axis.bar(positions + 0.2, height(probabilities), width=0.4, color="0.65", label="prediction p")
+    axis.set_ylim(0, decades + 0.3)
+    axis.set_yticks(
+        range(decades + 1),
+        [f"1e-{decades - k}" if k < decades - 1 else f"{10.0 ** (k - decades):g}" for k in range(decades + 1)],
+    )
     shown = range(num_classes) if num_classes <= 20 else [label]  # 100 names would not be legible
     axis.set_xticks(list(shown), [_name(class_names, c) for c in shown], rotation=45, ha="right", fontsize=7)
     for tick, c in zip(axis.get_xticklabels(), shown):
         if c == label:
             tick.set_color("tab:red")
     axis.tick_params(axis="y", labelsize=7)
-    axis.set_title(f"{_name(class_names, label)}: q on the true class {target[label]:.4f}", fontsize=8)
-    axis.legend(fontsize=7, loc="upper left", ncols=2)
+    axis.set_title(f"{_name(class_names, label)}: q on the true class {target[label]:.4f}", fontsize=8, loc="left")
+    axis.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, frameon=False, borderaxespad=0)
     return _rendered(figure)
 
 
