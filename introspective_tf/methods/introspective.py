@@ -222,15 +222,17 @@ class Introspective(Method):
 
     def soft_target_from_similarity(self, similarity, labels):
         """q from s, the one function training and the tools use (tracked by `target_true_mass`)."""
-        similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
-        if self.target_true_mass:
-            target = target_with_true_mass(similarity, labels, self.target_true_mass, self.target_mass_scope)
-        else:
-            target = soft_targets.soft_target(
-                similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon
-            )
+        target = self.untracked_soft_target(similarity, labels)
         self.true_mass_tracker.update_state(true_class_mass(target, labels))
         return target
+
+    def untracked_soft_target(self, similarity, labels):
+        """q from s without updating the `target_true_mass` metric: for observers such as the TensorBoard
+        explanation images, which must leave the metrics training logs as they are."""
+        similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
+        if self.target_true_mass:
+            return target_with_true_mass(similarity, labels, self.target_true_mass, self.target_mass_scope)
+        return soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
 
     def effective_alpha(self):
         """alpha, or while an untrained network's explanations are still noise: 0 before `introspect_from_epoch`,

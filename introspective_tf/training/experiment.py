@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from introspective_tf import export, methods, models
 from introspective_tf.errors import ConfigError
-from introspective_tf.training import calibration, distribute, folder_cache, provenance, resume
+from introspective_tf.training import calibration, distribute, explanation_images, folder_cache, provenance, resume
 from introspective_tf.training import data as data_lib
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -51,6 +51,9 @@ class ExperimentConfig:
     verbose: int = 1  # Keras fit verbosity: 1 progress bar, 2 one line per epoch, 0 silent
     validation_freq: int = 1  # evaluate on the eval split every this many epochs (and always at the end)
     validation_steps: int = 0  # >0: fit's validation reads only that many batches (the final evaluation all)
+    # Draw held-out images' explanations and soft targets to TensorBoard after the first epoch, every
+    # this many epochs and the last; 0 = off (training/explanation_images.py).
+    explanation_images_every: int = 10
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's hyper-parameters
     # Scale and reliability (docs/distribution.md).
     strategy: str = "default"  # default | mirrored | multiworker | tpu
@@ -76,6 +79,10 @@ class ExperimentConfig:
             (self.train_limit >= 0, f"train_limit must be >= 0, not {self.train_limit}"),
             (self.validation_freq >= 1, f"validation_freq must be >= 1, not {self.validation_freq}"),
             (self.validation_steps >= 0, f"validation_steps must be >= 0, not {self.validation_steps}"),
+            (
+                self.explanation_images_every >= 0,
+                f"explanation_images_every must be >= 0 (0 = off), not {self.explanation_images_every}",
+            ),
             (
                 self.strategy in distribute.STRATEGIES,
                 f"unknown strategy '{self.strategy}': use one of {', '.join(distribute.STRATEGIES)}",
@@ -216,17 +223,30 @@ def _train(config, strategy, output_dir, export_dir, cache_dir, extra_results) -
     resume.trim_history_csv(history_path, initial_epoch)
     checkpoint = resume.LastGoodCheckpoint(os.path.join(output_dir, "checkpoints", "last.weights.h5"))
     timer = StepTimer()
+    log_dir = os.path.join(output_dir, "logs")
     callbacks = [  # the history row is written before the backup: a kill in between only repeats a row
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(history_path, append=True),
         checkpoint,
         backup,
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0),
+        keras.callbacks.TensorBoard(log_dir, profile_batch=0),
         timer,
     ]
     if config.verbose:  # the first step also traces the graph: seconds before the progress bar moves
         steps = f"{steps_per_epoch} steps per epoch, the first also tracing the graph"
         print(f"training on {data.num_train} images: {steps}", flush=True)
+    if config.explanation_images_every:  # last: an epoch's history row and backup are written before it draws
+        images, labels = explanation_images.first_examples(data.eval)
+        callbacks.append(
+            explanation_images.ExplanationImages(
+                method,
+                images,
+                labels,
+                data.class_names,
+                os.path.join(log_dir, explanation_images.LOG_SUBDIR),
+                every=config.explanation_images_every,
+            )
+        )
     start = time.perf_counter()
     history = method.fit(
         data.train.repeat(),

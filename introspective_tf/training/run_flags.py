@@ -87,6 +87,13 @@ def define_run_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "eval split. The final evaluation in results.json always uses the whole split.",
         **fv,
     )
+    flags.DEFINE_integer(
+        "explanation_images_every",
+        _DEFAULTS.explanation_images_every,
+        "Draw held-out images' explanations and soft targets to TensorBoard (logs/explanations) after the "
+        "first epoch, every this many epochs and the last; 0 = off.",
+        **fv,
+    )
     # Scale and reliability (docs/distribution.md).
     flags.DEFINE_enum(
         "strategy",
