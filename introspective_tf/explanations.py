@@ -25,6 +25,8 @@ Explanation kinds (`EXPLAINERS`, one `Explainer` class each):
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -75,27 +77,74 @@ def all_class_input_gradients(
     model: keras.Model, images: tf.Tensor, *, training: bool = False, implementation: str = "loop"
 ) -> tf.Tensor:
     """Returns dz_c/dx for all classes c: shape [batch, classes, *image_shape], in the images' dtype."""
-    images = _as_float(images)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(images)
-        logits = model(images, training=training)
-    gradients = input_gradients_from_tape(tape, logits, images, implementation)
-    del tape
-    return gradients
+    return InputGradient(model, implementation=implementation).explain(images, training=training)
+
+
+DEFAULT_LAYER = "last_conv_block"  # this project's backbones name their last block so (models.py)
+AUTO_LAYER = "auto"
+
+
+def _ancestors(tensor) -> list[tuple[keras.layers.Layer, Any]]:
+    """(layer, its output) for the layer that made `tensor` and every layer it depends on, the nearest
+    first, in the graph `tensor` belongs to (a nested model is one layer, with its output out there)."""
+    found, seen, queue = [], set(), [tensor]
+    while queue:
+        tensor = queue.pop(0)
+        history = getattr(tensor, "_keras_history", None)
+        if history is None or id(history.operation) in seen:
+            continue
+        seen.add(id(history.operation))
+        found.append((history.operation, tensor))
+        queue.extend(history.operation._inbound_nodes[history.node_index].input_tensors)
+    return found
+
+
+def _layers_towards_logits(model: keras.Model) -> list[tuple[keras.layers.Layer, Any]]:
+    return _ancestors(model.outputs[0]) if getattr(model, "outputs", None) else []
+
+
+def feature_map_layers(model: keras.Model) -> list[str]:
+    """The layers on the path to the logits whose output is a spatial feature map [batch, h, w, channels]
+    made by learned layers (not the input or its preprocessing), the nearest to the logits first: where
+    Grad-CAM can explain."""
+    return [
+        layer.name
+        for layer, output in _layers_towards_logits(model)
+        if len(output.shape) == 4 and any(below.weights for below, _ in _ancestors(output))
+    ]
+
+
+def resolve_layer(model: keras.Model, layer_name: str) -> tuple[str, bool]:
+    """(the layer to explain at, whether it was found automatically). `auto`, or the default
+    `last_conv_block` on a model without such a layer (any Keras model that is not this project's):
+    the last spatial feature map before the logits (`feature_map_layers`)."""
+    names = {layer.name for layer in model.layers}
+    if layer_name != AUTO_LAYER and (layer_name in names or layer_name != DEFAULT_LAYER):
+        return layer_name, False
+    candidates = feature_map_layers(model)
+    if not candidates:
+        raise ConfigError(
+            f"model '{model.name}' has no spatial feature map [batch, h, w, channels] before its logits for "
+            "Grad-CAM: use explanation=gradient (input gradients), or name a layer with explanation_layer"
+        )
+    return candidates[0], True
 
 
 def with_layer_output(model: keras.Model, layer_name: str) -> keras.Model:
     """A model sharing `model`'s weights that returns (output of `layer_name`, logits), for Grad-CAM."""
-    try:
-        layer = model.get_layer(layer_name)
-    except ValueError:
-        raise ConfigError(f"model '{model.name}' has no layer '{layer_name}' to explain at") from None
-    if len(layer.output.shape) != 4:
+    outputs = {layer.name: output for layer, output in _layers_towards_logits(model)}
+    if layer_name not in outputs:
+        candidates = ", ".join(feature_map_layers(model)[:8]) or "none"
         raise ConfigError(
-            f"layer '{layer_name}' gives shape {tuple(layer.output.shape)}; "
+            f"model '{model.name}' has no layer '{layer_name}' before its logits to explain at: set "
+            f"explanation_layer to one of its feature maps ({candidates}) or to auto"
+        )
+    if len(outputs[layer_name].shape) != 4:
+        raise ConfigError(
+            f"layer '{layer_name}' gives shape {tuple(outputs[layer_name].shape)}; "
             "Grad-CAM needs a [batch, h, w, channels] feature map"
         )
-    return keras.Model(model.inputs, [layer.output, model.outputs[0]], name=f"{model.name}_with_{layer_name}")
+    return keras.Model(model.inputs, [outputs[layer_name], model.outputs[0]], name=f"{model.name}_with_{layer_name}")
 
 
 def head_above(model: keras.Model, layer_name: str) -> keras.Model | None:
@@ -105,8 +154,9 @@ def head_above(model: keras.Model, layer_name: str) -> keras.Model | None:
     the head behaves differently in training and inference mode (BatchNorm, Dropout): Grad-CAM then
     differentiates the whole recorded pass instead.
     """
+    outputs = {layer.name: output for layer, output in _layers_towards_logits(model)}
     try:
-        head = keras.Model(model.get_layer(layer_name).output, model.outputs[0], name=f"{model.name}_head")
+        head = keras.Model(outputs[layer_name], model.outputs[0], name=f"{model.name}_head")
     except Exception:  # noqa: BLE001 -- Keras raises various errors for a graph that is not cut there
         return None
     if any(isinstance(layer, _MODE_DEPENDENT) for layer in head.layers):
@@ -165,7 +215,7 @@ class Explainer:
     # explanation_mode="auto": explain the training pass itself ("shared") or a separate inference pass.
     default_mode = "inference"
 
-    def __init__(self, backbone: keras.Model, *, layer: str = "last_conv_block", implementation: str = "loop"):
+    def __init__(self, backbone: keras.Model, *, layer: str = DEFAULT_LAYER, implementation: str = "loop"):
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"unknown explanation implementation '{implementation}': use one of {IMPLEMENTATIONS}")
         self.backbone, self.layer, self.implementation = backbone, layer, implementation
@@ -183,15 +233,21 @@ class Explainer:
     # similarities with forward-mode products. None: not linear in the input gradient.
     input_weight = None
 
-    def explain(self, images, training: bool = False) -> tf.Tensor:
-        """E_c for every class: [batch, classes, ...], from a forward pass of its own."""
+    def explained_pass(self, images, training: bool = False) -> tuple[Any, tf.Tensor]:
+        """(`forward_model`'s outputs, E_c for every class) from one forward pass recorded on a persistent
+        tape: the pass a tool explains, or the training pass itself (`explanation_mode="shared"`, where
+        the training step's own tape records the same ops, so explaining adds no forward pass)."""
         images = _as_float(images)
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(images)
             outputs = self.forward_model(images, training=training)
         explained = self.from_tape(tape, images, outputs)
         del tape
-        return explained
+        return outputs, explained
+
+    def explain(self, images, training: bool = False) -> tf.Tensor:
+        """E_c for every class: [batch, classes, ...], from a forward pass of its own."""
+        return self.explained_pass(images, training)[1]
 
 
 class InputGradient(Explainer):
@@ -222,7 +278,14 @@ class GradCAM(Explainer):
 
     default_mode = "shared"  # its per-class part is only the small head: a separate pass would dominate
 
-    def __init__(self, backbone: keras.Model, *, layer: str = "last_conv_block", implementation: str = "loop"):
+    def __init__(self, backbone: keras.Model, *, layer: str = DEFAULT_LAYER, implementation: str = "loop"):
+        layer, found = resolve_layer(backbone, layer)
+        if found:  # once, when a method or tool is built: at the start of training
+            print(
+                f"Grad-CAM explains model '{backbone.name}' at layer '{layer}', its last spatial feature map "
+                "before the logits (explanation_layer chooses another)",
+                flush=True,
+            )
         super().__init__(backbone, layer=layer, implementation=implementation)
         self.forward_model = with_layer_output(backbone, layer)
         self.head = head_above(backbone, layer)
@@ -243,7 +306,7 @@ EXPLAINERS: dict[str, type[Explainer]] = {
 
 
 def explainer(
-    name: str, backbone: keras.Model, *, layer: str = "last_conv_block", implementation: str = "loop"
+    name: str, backbone: keras.Model, *, layer: str = DEFAULT_LAYER, implementation: str = "loop"
 ) -> Explainer:
     """The registered explainer `name` for `backbone`."""
     if name not in EXPLAINERS:

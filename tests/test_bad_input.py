@@ -67,6 +67,7 @@ def _config(previous_run, dataset, **overrides):
         (dict(mixed_precision="float8"), "mixed_precision must be one of"),
         (dict(epochs=-1), "epochs must be > 0, not -1"),
         (dict(batch_size=0), "batch_size must be > 0"),
+        (dict(explanation_images_every=-1), r"explanation_images_every must be >= 0 \(0 = off\), not -1"),
         (dict(method="introspective", hparams={"alpha": 1.5}), r"alpha must be in \[0, 1\], not 1.5"),
         (dict(method="introspective", hparams={"alpha": -0.1}), r"alpha must be in \[0, 1\], not -0.1"),
         (dict(method="introspective", hparams={"temperature": 0.0}), "temperature must be > 0, not 0.0"),

@@ -15,9 +15,8 @@ import pytest
 
 from introspective_tf import methods, models
 from introspective_tf.errors import ConfigError
-from introspective_tf.methods.base import Method, _check, _documented_args
+from introspective_tf.methods.base import Method, UnitInterval, _check, _documented_args
 
-_TYPES = {"float": float, "int": int, "str": str, "bool": bool}
 _BOGUS = "not_a_value_of_this"
 
 
@@ -81,17 +80,17 @@ def problems(cls, backbone) -> list[str]:
         help_text = helps.get(name, "")
         if name in entries and not help_text.strip():
             found.append(f"{name}: empty help")
-        annotation = parameter.annotation  # a string under `from __future__ import annotations`
-        declared = (
-            _TYPES.get(annotation) if isinstance(annotation, str) else _TYPES.get(getattr(annotation, "__name__", ""))
-        )
+        declared = cls.hyperparameters()[name].type  # from the annotation: float, UnitInterval, Literal[...]
+        allowed = cls.hyperparameters()[name].allowed
         if parameter.annotation is parameter.empty:
             found.append(f"{name}: no type annotation")
         if parameter.default is parameter.empty:
             found.append(f"{name}: no default")
             continue
-        if declared is not None and type(parameter.default) is not declared:
+        if type(parameter.default) is not declared:
             found.append(f"{name}: default {parameter.default!r} is not a {declared.__name__}")
+        if allowed is not None and not allowed.allows(parameter.default):
+            found.append(f"{name}: default {parameter.default!r} is not {allowed}")
         for stated in re.findall(r"\bdefault(?:s to| is|:| =)? `?([^\s`,;)]+)", help_text):
             if stated.rstrip(".") != str(parameter.default):
                 found.append(f"{name}: help says default {stated}, the signature {parameter.default!r}")
@@ -171,3 +170,17 @@ def test_the_checker_finds_an_empty_help_and_a_wrong_order(backbone):
         "Args: order ['second', 'first'] differs from the signature's ['first', 'second']",
         "first: empty help",
     ]
+
+
+def test_the_checker_finds_a_default_outside_its_declared_values(backbone):
+    class OutOfRange(Method):
+        def __init__(self, backbone, share: UnitInterval = 1.5, **kwargs):
+            """Args:
+            share: a share.
+            """
+            super().__init__(backbone, **kwargs)
+
+    assert problems(OutOfRange, backbone) == ["share: default 1.5 is not in [0, 1]"]
+    with pytest.raises(ConfigError, match=r"^share must be in \[0, 1\], not 1.5$"):
+        OutOfRange(backbone)
+    OutOfRange(backbone, share=0.5)

@@ -100,3 +100,7 @@ def all_hyperparameters() -> dict[str, tuple[type, str]]:
                 )
             helps.append(f"{method}: {h.help} (default {h.default!r})")
     return {name: (kind, " | ".join(helps)) for name, (kind, helps) in merged.items()}
+
+
+for _registered, _method in METHODS.items():  # keras.models.load_model finds every method with no arguments
+    keras.saving.register_keras_serializable(package="introspective_tf", name=_method.__name__)(_method)

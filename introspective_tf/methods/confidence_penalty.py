@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from introspective_tf.methods.base import Method, _check
+from introspective_tf.methods.base import Method, NonNegative
 
 
 def confidence_penalty_loss(labels: tf.Tensor, logits: tf.Tensor, penalty: float) -> tf.Tensor:
@@ -20,12 +20,11 @@ def confidence_penalty_loss(labels: tf.Tensor, logits: tf.Tensor, penalty: float
 
 
 class ConfidencePenalty(Method):
-    def __init__(self, backbone, penalty: float = 0.1, **kwargs):
+    def __init__(self, backbone, penalty: NonNegative = 0.1, **kwargs):
         """Args:
         penalty: beta in the loss CE - beta H(p).
         """
         super().__init__(backbone, **kwargs)
-        _check(penalty >= 0.0, f"penalty must be >= 0, not {penalty}")
         self.penalty = penalty
 
     def loss_from_logits(self, labels, logits, targets):

@@ -9,11 +9,13 @@ than the paper's alternating one). The first peer is the `backbone`: it is evalu
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import keras
 import tensorflow as tf
 
 from introspective_tf import soft_targets
-from introspective_tf.methods.base import Method, _check
+from introspective_tf.methods.base import Method, Range
 
 
 def mutual_learning_losses(labels: tf.Tensor, peer_logits: list[tf.Tensor]) -> list[tf.Tensor]:
@@ -35,12 +37,11 @@ def mutual_learning_losses(labels: tf.Tensor, peer_logits: list[tf.Tensor]) -> l
 
 
 class DeepMutualLearning(Method):
-    def __init__(self, backbone, peers: int = 2, **kwargs):
+    def __init__(self, backbone, peers: Annotated[int, Range(2)] = 2, **kwargs):
         """Args:
         peers: networks trained together; the first is exported.
         """
         super().__init__(backbone, **kwargs)
-        _check(peers >= 2, f"peers must be >= 2 for deep mutual learning, not {peers}")
         # Same architecture, fresh weights (clone_model re-initialises every layer).
         self.other_peers = [keras.models.clone_model(backbone) for _ in range(peers - 1)]
 

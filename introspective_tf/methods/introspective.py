@@ -21,17 +21,20 @@ are constructor arguments; docs/fast_introspection.md has the measured trade-off
 from __future__ import annotations
 
 import math
+import typing
+from typing import Annotated, Literal
 
 import keras
 import tensorflow as tf
 
 from introspective_tf import explanations, jvp_similarity, soft_targets
-from introspective_tf.methods.base import Method, _check
+from introspective_tf.methods.base import Method, NonNegative, OneOf, Positive, Range, UnitInterval, _check
 
-EXPLANATION_MODES = ("auto", "inference", "training", "shared")
+ExplanationMode = Literal["auto", "inference", "training", "shared"]
+EXPLANATION_MODES = typing.get_args(ExplanationMode)
 
-
-TRUE_MASS_SCOPES = ("batch", "example")
+TrueMassScope = Literal["batch", "example"]
+TRUE_MASS_SCOPES = typing.get_args(TrueMassScope)
 _LOG_TAU_RANGE = (math.log(1e-4), math.log(1e4))  # bisection bracket for tau
 _BISECTION_STEPS = 30  # the bracket's log-width / 2^30 < 2e-8: tau to float32 precision
 
@@ -90,22 +93,22 @@ class Introspective(Method):
     def __init__(
         self,
         backbone,
-        alpha: float = 0.2,  # defaults chosen on a validation split: docs/sweep.md
-        temperature: float = 1.0,
-        similarity_temperature: float = 0.01,
-        target_true_mass: float = 0.0,
-        target_mass_scope: str = "batch",
-        soft_target: str = "softmax",
-        epsilon: float = 0.1,
-        explanation_mode: str = "auto",
-        explanation_implementation: str = "loop",
-        explanation: str = "gradcam",  # as accurate as exact input gradients at ~1x cost: docs/fast_introspection.md
+        alpha: UnitInterval = 0.2,  # defaults chosen on a validation split: docs/sweep.md
+        temperature: Positive = 1.0,
+        similarity_temperature: Positive = 0.01,
+        target_true_mass: UnitInterval = 0.0,
+        target_mass_scope: TrueMassScope = "batch",
+        soft_target: Annotated[str, OneOf(soft_targets.SOFT_TARGETS)] = "softmax",
+        epsilon: UnitInterval = 0.1,
+        explanation_mode: ExplanationMode = "auto",
+        explanation_implementation: Annotated[str, OneOf(explanations.IMPLEMENTATIONS)] = "loop",
+        explanation: Annotated[str, OneOf(explanations.EXPLAINERS)] = "gradcam",  # docs/fast_introspection.md
         explanation_layer: str = "last_conv_block",
-        similarity: str = "cosine",
-        explanation_estimator: str = "exact",
-        num_probes: int = 4,
-        warmup_epochs: float = 0.0,
-        introspect_from_epoch: int = 0,
+        similarity: Annotated[str, OneOf(soft_targets.SIMILARITIES)] = "cosine",
+        explanation_estimator: Literal["exact", "jvp"] = "exact",
+        num_probes: Annotated[int, Range(1)] = 4,
+        warmup_epochs: NonNegative = 0.0,
+        introspect_from_epoch: Annotated[int, Range(0)] = 0,
         **kwargs,
     ):
         """Args:
@@ -123,7 +126,8 @@ class Introspective(Method):
         explanation_implementation: how all-class input gradients are computed: loop, batch_jacobian or pfor.
         explanation: the self-explanation: gradcam at explanation_layer (cost ~1x), gradient (input gradient) or
             gradient_x_input (exact: C backward passes).
-        explanation_layer: the layer whose output Grad-CAM explains with.
+        explanation_layer: the layer whose output Grad-CAM explains with; auto, or a model without a
+            last_conv_block layer: the last spatial feature map before the logits.
         similarity: how a class's explanation is compared with the true class's.
         explanation_estimator: exact: one backward pass per class; jvp: forward-mode estimate whose cost does not
             grow with the class count.
@@ -133,14 +137,10 @@ class Introspective(Method):
             noise).
         """
         super().__init__(backbone, **kwargs)
-        _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
-        _check(temperature > 0, f"temperature must be > 0, not {temperature}")
-        _check(similarity_temperature > 0, f"similarity_temperature must be > 0, not {similarity_temperature}")
-        _check(0.0 <= epsilon <= 1.0, f"epsilon must be in [0, 1], not {epsilon}")
-        num_classes = int(backbone.output_shape[-1])
+        lowest = 1.0 / self.num_classes
         _check(
-            target_true_mass == 0.0 or 1.0 / num_classes < target_true_mass <= 1.0,
-            f"target_true_mass must be 0 (off) or in (1/C, 1] = ({1.0 / num_classes:.3g}, 1], not {target_true_mass}",
+            target_true_mass == 0.0 or lowest < target_true_mass,
+            f"target_true_mass must be 0 (off) or in (1/C, 1] = ({lowest:.3g}, 1], not {target_true_mass}",
         )
         _check(
             target_true_mass == 0.0
@@ -152,35 +152,6 @@ class Introspective(Method):
             "target_true_mass needs soft_target=softmax (the smoothing target's true-class mass is 1 - epsilon)",
         )
         _check(
-            target_mass_scope in TRUE_MASS_SCOPES,
-            f"target_mass_scope must be one of {TRUE_MASS_SCOPES}, not '{target_mass_scope}'",
-        )
-        _check(
-            soft_target in soft_targets.SOFT_TARGETS,
-            f"soft_target must be one of {soft_targets.SOFT_TARGETS}, not '{soft_target}'",
-        )
-        _check(
-            explanation_mode in EXPLANATION_MODES,
-            f"explanation_mode must be one of {EXPLANATION_MODES}, not '{explanation_mode}'",
-        )
-        _check(
-            explanation_implementation in explanations.IMPLEMENTATIONS,
-            f"explanation_implementation must be one of {explanations.IMPLEMENTATIONS}, "
-            f"not '{explanation_implementation}'",
-        )
-        _check(
-            explanation in explanations.EXPLAINERS,
-            f"explanation must be one of {tuple(explanations.EXPLAINERS)}, not '{explanation}'",
-        )
-        _check(
-            similarity in soft_targets.SIMILARITIES,
-            f"similarity must be one of {soft_targets.SIMILARITIES}, not '{similarity}'",
-        )
-        _check(
-            explanation_estimator in ("exact", "jvp"),
-            f"explanation_estimator must be exact or jvp, not '{explanation_estimator}'",
-        )
-        _check(
             explanation_estimator == "exact" or explanation in jvp_similarity.estimable(),
             f"explanation_estimator=jvp estimates {jvp_similarity.estimable()} explanations, not '{explanation}' "
             "(add explanation=gradient, or use explanation_estimator=exact)",
@@ -190,9 +161,6 @@ class Introspective(Method):
             explanation_estimator == "exact" or explanation_mode == "inference",
             "explanation_estimator=jvp needs explanation_mode=inference, where examples are independent",
         )
-        _check(num_probes >= 1, f"num_probes must be >= 1, not {num_probes}")
-        _check(warmup_epochs >= 0, f"warmup_epochs must be >= 0, not {warmup_epochs}")
-        _check(introspect_from_epoch >= 0, f"introspect_from_epoch must be >= 0, not {introspect_from_epoch}")
         self.warmup_epochs, self.introspect_from_epoch = warmup_epochs, introspect_from_epoch
         self.explanation, self.similarity = explanation, similarity
         self.explanation_estimator, self.num_probes = explanation_estimator, num_probes
@@ -247,28 +215,24 @@ class Introspective(Method):
         The explanation tape records the same ops as the training tape (no extra forward pass); its
         per-class gradients are held constant, so the training gradient does not go through them.
         """
-        images = tf.convert_to_tensor(images)
-        images = images if images.dtype.is_floating else tf.cast(images, tf.float32)
-        with tf.GradientTape(persistent=True) as explanation_tape:
-            explanation_tape.watch(images)
-            outputs = self.explainer.forward_model(images, training=True)
-        explained = self.explainer.from_tape(explanation_tape, images, outputs)
-        del explanation_tape
+        outputs, explained = self.explainer.explained_pass(images, training=True)
         similarity = soft_targets.similarity_to_true_class(tf.cast(explained, tf.float32), labels, self.similarity)
         logits = self.explainer.logits(outputs)
         return tf.cast(logits, tf.float32), self.soft_target_from_similarity(similarity, labels)
 
     def soft_target_from_similarity(self, similarity, labels):
         """q from s, the one function training and the tools use (tracked by `target_true_mass`)."""
-        similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
-        if self.target_true_mass:
-            target = target_with_true_mass(similarity, labels, self.target_true_mass, self.target_mass_scope)
-        else:
-            target = soft_targets.soft_target(
-                similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon
-            )
+        target = self.untracked_soft_target(similarity, labels)
         self.true_mass_tracker.update_state(true_class_mass(target, labels))
         return target
+
+    def untracked_soft_target(self, similarity, labels):
+        """q from s without updating the `target_true_mass` metric: for observers such as the TensorBoard
+        explanation images, which must leave the metrics training logs as they are."""
+        similarity = tf.stop_gradient(tf.cast(similarity, tf.float32))
+        if self.target_true_mass:
+            return target_with_true_mass(similarity, labels, self.target_true_mass, self.target_mass_scope)
+        return soft_targets.soft_target(similarity, labels, self.soft_target, self.similarity_temperature, self.epsilon)
 
     def effective_alpha(self):
         """alpha, or while an untrained network's explanations are still noise: 0 before `introspect_from_epoch`,

@@ -17,14 +17,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import keras
 import tensorflow as tf
 
 from introspective_tf import soft_targets
 from introspective_tf import teacher as teacher_lib
-from introspective_tf.methods.base import Method, _check
+from introspective_tf.methods.base import Method, Positive, UnitInterval, _check
 
-KD_TARGETS = ("full", "uniform_non_gt", "shuffled_non_gt", "constant_true_mass")
+KDTarget = Literal["full", "uniform_non_gt", "shuffled_non_gt", "constant_true_mass"]
 
 
 def uniform_non_gt(probabilities: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -63,9 +65,9 @@ class KnowledgeDistillation(Method):
         self,
         backbone,
         teacher: str = "",
-        alpha: float = 0.5,
-        temperature: float = 4.0,
-        kd_target: str = "full",
+        alpha: UnitInterval = 0.5,
+        temperature: Positive = 4.0,
+        kd_target: KDTarget = "full",
         true_mass: float = 0.0,
         **kwargs,
     ):
@@ -80,9 +82,6 @@ class KnowledgeDistillation(Method):
             true-class mass of the teacher's softmax(t / T) on the training images); 0 = not set.
         """
         super().__init__(backbone, **kwargs)
-        _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
-        _check(temperature > 0, f"temperature must be > 0, not {temperature}")
-        _check(kd_target in KD_TARGETS, f"kd_target must be one of {KD_TARGETS}, not '{kd_target}'")
         _check(
             kd_target != "constant_true_mass" or 1.0 / self.num_classes < true_mass < 1.0,
             f"kd_target=constant_true_mass needs true_mass in (1/C, 1) = ({1.0 / self.num_classes:.3g}, 1), "

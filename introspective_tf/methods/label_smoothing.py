@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from introspective_tf.methods.base import Method, _check
+from introspective_tf.methods.base import Method, UnitInterval
 
 
 def label_smoothing_loss(labels: tf.Tensor, logits: tf.Tensor, smoothing: float) -> tf.Tensor:
@@ -20,12 +20,11 @@ def label_smoothing_loss(labels: tf.Tensor, logits: tf.Tensor, smoothing: float)
 
 
 class LabelSmoothing(Method):
-    def __init__(self, backbone, smoothing: float = 0.1, **kwargs):
+    def __init__(self, backbone, smoothing: UnitInterval = 0.1, **kwargs):
         """Args:
         smoothing: eps in the target (1 - eps) onehot(y) + eps / C.
         """
         super().__init__(backbone, **kwargs)
-        _check(0.0 <= smoothing <= 1.0, f"smoothing must be in [0, 1], not {smoothing}")
         self.smoothing = smoothing
 
     def loss_from_logits(self, labels, logits, targets):

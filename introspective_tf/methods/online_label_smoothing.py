@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from introspective_tf.methods.base import Method, _check
+from introspective_tf.methods.base import Method, UnitInterval
 
 
 def class_soft_labels(sums: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
@@ -45,13 +45,12 @@ def correct_prediction_sums(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Te
 
 
 class OnlineLabelSmoothing(Method):
-    def __init__(self, backbone, alpha: float = 0.5, **kwargs):
+    def __init__(self, backbone, alpha: UnitInterval = 0.5, **kwargs):
         """Args:
         alpha: weight of the cross-entropy with the class's soft label; 1 - alpha goes to the hard label (the
             authors' code weighs both 0.5).
         """
         super().__init__(backbone, **kwargs)
-        _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         self.alpha = alpha
         shape = (self.num_classes, self.num_classes)
         state = dict(initializer="zeros", trainable=False, aggregation="only_first_replica")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from introspective_tf.methods.base import Method, _check
+from introspective_tf.methods.base import Method, UnitInterval, _check
 
 
 def progressive_target(labels: tf.Tensor, previous: tf.Tensor, alpha_t: tf.Tensor) -> tf.Tensor:
@@ -33,14 +33,13 @@ def progressive_target(labels: tf.Tensor, previous: tf.Tensor, alpha_t: tf.Tenso
 class ProgressiveSelfKD(Method):
     needs_example_index = True
 
-    def __init__(self, backbone, alpha: float = 0.8, **kwargs):  # alpha_T = 0.8 in the paper
+    def __init__(self, backbone, alpha: UnitInterval = 0.8, **kwargs):  # alpha_T = 0.8 in the paper
         """Args:
         alpha: alpha_T, the weight of the previous epoch's predictions in the last epoch; in epoch t it is
             alpha (t + 1) / epochs, so it grows linearly from alpha / epochs in the first epoch (whose target
             is the label all the same: there are no previous predictions yet).
         """
         super().__init__(backbone, **kwargs)
-        _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
         self.alpha = alpha
         self.predictions = self.written = self.steps_taken = None  # made by `plan`
 

@@ -25,12 +25,14 @@ does: there are no previous predictions yet.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import keras
 import tensorflow as tf
 
-from introspective_tf import soft_targets
-from introspective_tf.methods.base import Method, _check
-from introspective_tf.methods.introspective import Introspective
+from introspective_tf import explanations, soft_targets
+from introspective_tf.methods.base import Method, OneOf, Positive, Range, UnitInterval, _check
+from introspective_tf.methods.introspective import ExplanationMode, Introspective
 
 
 def wrong_class_spread(similarity: tf.Tensor, labels: tf.Tensor, tau: float) -> tf.Tensor:
@@ -62,15 +64,15 @@ class ExplainedProgressiveSelfKD(Introspective):
     def __init__(
         self,
         backbone,
-        alpha: float = 0.8,  # PS-KD's alpha_T
-        similarity_temperature: float = 0.1,
-        explanation_mode: str = "auto",
-        explanation_implementation: str = "loop",
-        explanation: str = "gradcam",
+        alpha: UnitInterval = 0.8,  # PS-KD's alpha_T
+        similarity_temperature: Positive = 0.1,
+        explanation_mode: ExplanationMode = "auto",
+        explanation_implementation: Annotated[str, OneOf(explanations.IMPLEMENTATIONS)] = "loop",
+        explanation: Annotated[str, OneOf(explanations.EXPLAINERS)] = "gradcam",
         explanation_layer: str = "last_conv_block",
-        similarity: str = "cosine",
-        explanation_estimator: str = "exact",
-        num_probes: int = 4,
+        similarity: Annotated[str, OneOf(soft_targets.SIMILARITIES)] = "cosine",
+        explanation_estimator: Literal["exact", "jvp"] = "exact",
+        num_probes: Annotated[int, Range(1)] = 4,
         **kwargs,
     ):
         """Args:
@@ -83,7 +85,8 @@ class ExplainedProgressiveSelfKD(Introspective):
         explanation_implementation: how all-class input gradients are computed: loop, batch_jacobian or pfor.
         explanation: the self-explanation: gradcam at explanation_layer (cost ~1x), gradient (input gradient) or
             gradient_x_input (exact: C backward passes).
-        explanation_layer: the layer whose output Grad-CAM explains with.
+        explanation_layer: the layer whose output Grad-CAM explains with; auto, or a model without a
+            last_conv_block layer: the last spatial feature map before the logits.
         similarity: how a class's explanation is compared with the true class's.
         explanation_estimator: exact: one backward pass per class; jvp: forward-mode estimate whose cost does not
             grow with the class count.
@@ -91,7 +94,7 @@ class ExplainedProgressiveSelfKD(Introspective):
         """
         super().__init__(
             backbone,
-            alpha=alpha,  # checked in [0, 1] there; its meaning here is PS-KD's
+            alpha=alpha,  # its meaning here is PS-KD's
             similarity_temperature=similarity_temperature,
             explanation_mode=explanation_mode,
             explanation_implementation=explanation_implementation,

@@ -14,10 +14,12 @@ docs/baselines.md, which also says where this differs from the paper's equations
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import tensorflow as tf
 
 from introspective_tf import soft_targets
-from introspective_tf.methods.base import Method, _check
+from introspective_tf.methods.base import Method, NonNegative, Positive, Range, UnitInterval
 
 
 def virtual_teacher(labels: tf.Tensor, num_classes: int, correct_probability: float, temperature: float) -> tf.Tensor:
@@ -31,10 +33,10 @@ class TeacherFreeKD(Method):
     def __init__(
         self,
         backbone,
-        alpha: float = 0.1,
-        temperature: float = 20.0,
-        correct_probability: float = 0.99,
-        multiplier: float = 100.0,
+        alpha: UnitInterval = 0.1,
+        temperature: Positive = 20.0,
+        correct_probability: Annotated[float, Range(0.0, 1.0, open_low=True)] = 0.99,
+        multiplier: NonNegative = 100.0,
         **kwargs,
     ):
         """Args:
@@ -44,10 +46,6 @@ class TeacherFreeKD(Method):
         multiplier: scale of the KL term (the authors' code divides it by C).
         """
         super().__init__(backbone, **kwargs)
-        _check(0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], not {alpha}")
-        _check(temperature > 0, f"temperature must be > 0, not {temperature}")
-        _check(0.0 < correct_probability <= 1.0, f"correct_probability must be in (0, 1], not {correct_probability}")
-        _check(multiplier >= 0, f"multiplier must be >= 0, not {multiplier}")
         self.alpha, self.temperature = alpha, temperature
         self.correct_probability, self.multiplier = correct_probability, multiplier
 

@@ -53,9 +53,29 @@ _COMPARED = (
     "steps_per_epoch",
 )
 # Config fields that are not train.py flags or that the replay sets itself.
-_NOT_FLAGS = ("hparams", "output_dir", "export_dir", "verbose", "momentum", "validation_freq", "data_dir")
+_NOT_FLAGS = (
+    "hparams",
+    "output_dir",
+    "export_dir",
+    "verbose",
+    "momentum",
+    "validation_freq",
+    "validation_steps",  # changes only the per-epoch validation columns, which are not compared
+    "data_dir",
+    "data_cache_dir",  # where decoded images are kept: the same tensors either way
+    "explanation_images_every",  # draws, never trains; older code has no such flag
+)
 _NO_FLAG = {"momentum": 0.9}  # ExperimentConfig fields without a train.py flag, at their defaults
-_NOT_DISTINCT = ("seed", "output_dir", "export_dir", "verbose", "validation_freq")
+_NOT_DISTINCT = (
+    "seed",
+    "output_dir",
+    "export_dir",
+    "verbose",
+    "validation_freq",
+    "validation_steps",
+    "data_cache_dir",
+    "explanation_images_every",
+)
 _REPLAY = {"epochs": 3, "steps_per_epoch": 1, "batch_size": 32, "train_limit": 256}
 
 

@@ -39,8 +39,16 @@ from introspective_tf.training import experiment, provenance, records, run_flags
 # Pairs {code_hash: new, same_as: old} of training code shown to train identically (tools/equivalence.py).
 EQUIVALENCE_PATH = os.path.join(provenance.REPOSITORY_DIR, "results", "code_equivalence.jsonl")
 
-# Fields that change where a run writes or how much it prints, not what it learns.
-_NOT_COMPARED = ("output_dir", "export_dir", "verbose", "validation_freq")
+# Fields that change where a run writes or how much it prints, validates or draws, not what it learns.
+_NOT_COMPARED = (
+    "output_dir",
+    "export_dir",
+    "verbose",
+    "validation_freq",
+    "validation_steps",
+    "data_cache_dir",
+    "explanation_images_every",
+)
 TEACHER = "teacher"
 
 

@@ -2,7 +2,9 @@
 
 Images stay in pixel units [0, 255] as float32; the models normalise inside themselves, so an exported
 model takes the same raw pixels a client has. Decoded images are cached in memory once (CIFAR-10 is
-150 MB as uint8), so from the second epoch on the pipeline only shuffles, augments and batches.
+150 MB as uint8), so from the second epoch on the pipeline only shuffles, augments and batches. A folder
+dataset can also be read from a decoded copy on disk (`cache_dir`, `folder_cache.py`): the same tensors in
+the same order, without decoding every file in every process.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from introspective_tf.errors import ConfigError, option
+from introspective_tf.training import folder_cache
 
 TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped")
 FOLDER_PREFIX = "folder:"
@@ -138,6 +141,7 @@ def load(
     seed: int = 0,
     augment: bool | None = None,
     example_index: bool = False,
+    cache_dir: str | None = None,
 ) -> Data:
     """Builds the training and evaluation pipelines.
 
@@ -150,6 +154,9 @@ def load(
     many training examples (for quick runs and sweeps). `example_index=True` makes training batches
     `((images, index), labels)`, `index` the example's position in [0, num_train) whatever the
     shuffle, for methods that keep per-example state (PS-KD); the order of examples is unchanged.
+    `cache_dir` (folder datasets only): read the decoded images from a copy there, made by the first run
+    that needs it (`folder_cache.py`); None decodes the files in this process. Either way the pipelines
+    yield the same tensors in the same order.
     """
     if dataset.startswith(FOLDER_PREFIX):
         builder = _load_folder(dataset[len(FOLDER_PREFIX) :])
@@ -176,24 +183,47 @@ def load(
     if train_limit > 0:
         num_train = min(num_train, train_limit)
 
-    all_train = builder.as_dataset(split="train", as_supervised=True, shuffle_files=False)
-    train = all_train.take(num_train)
     if use_holdout:
-        evaluation = all_train.skip(num_all_train - num_val - num_holdout).take(num_holdout)
-        num_eval, split_name = num_holdout, "holdout"
+        eval_start, num_eval, split_name = num_all_train - num_val - num_holdout, num_holdout, "holdout"
     elif use_validation:
-        evaluation, num_eval, split_name = all_train.skip(num_all_train - num_val), num_val, "validation"
+        eval_start, num_eval, split_name = num_all_train - num_val, num_val, "validation"
     else:
-        evaluation = builder.as_dataset(split="test", as_supervised=True, shuffle_files=False)
-        num_eval, split_name = splits["test"].num_examples, "test"
+        eval_start, num_eval, split_name = 0, splits["test"].num_examples, "test"
 
-    image_shape = _image_shape(train)
+    cached = dataset.startswith(FOLDER_PREFIX) and cache_dir is not None
+    if cached:
+        train, evaluation, image_shape = _from_folder_cache(
+            builder,
+            os.path.expanduser(dataset[len(FOLDER_PREFIX) :]),
+            cache_dir,
+            num_train,
+            split_name,
+            eval_start,
+            num_eval,
+        )
+    else:
+        all_train = builder.as_dataset(split="train", as_supervised=True, shuffle_files=False)
+        train = all_train.take(num_train)
+        if split_name == "test":
+            evaluation = builder.as_dataset(split="test", as_supervised=True, shuffle_files=False)
+        elif split_name == "holdout":
+            evaluation = all_train.skip(eval_start).take(num_holdout)
+        else:
+            evaluation = all_train.skip(eval_start)
+        image_shape = _image_shape(train)
+
     if augment is None:
         augment = image_shape[0] >= 24 and image_shape[-1] == 3  # flips and crops suit natural images only
+    if cached:  # already decoded
+        train = _train_batches(train, batch_size, seed, augment, example_index)
+        evaluation = _eval_batches(evaluation, batch_size)
+    else:
+        train = _train_pipeline(train, image_shape, batch_size, seed, augment, example_index)
+        evaluation = _eval_pipeline(evaluation, image_shape, batch_size)
     num_classes = builder.info.features["label"].num_classes
     return Data(
-        train=_train_pipeline(train, image_shape, batch_size, seed, augment, example_index),
-        eval=_eval_pipeline(evaluation, image_shape, batch_size),
+        train=train,
+        eval=evaluation,
         eval_split=split_name,
         num_classes=num_classes,
         image_shape=image_shape,
@@ -209,8 +239,35 @@ def _image_shape(ds: tf.data.Dataset) -> tuple[int, int, int]:
     raise DatasetError("the training split is empty")
 
 
-def _decoded(ds: tf.data.Dataset, image_shape) -> tf.data.Dataset:
-    """uint8 images of one fixed shape, labels int32, cached in memory after the first pass."""
+def _from_folder_cache(builder, root: str, cache_dir: str, num_train: int, eval_name: str, eval_start: int, num_eval):
+    """The decoded training and evaluation examples (and the image shape) of `load`, read from the
+    folder cache: the slices of the cached splits that `load` takes from the decoded files otherwise."""
+    examples = getattr(builder, "_split_examples", None)  # ImageFolder's (path, class) list, in its order
+    if examples is None:
+        raise DatasetError("this TFDS version's ImageFolder does not list its examples: use --data_cache_dir=none")
+    class_names = builder.info.features["label"].names
+
+    def split(name: str, image_shape):
+        def decode():
+            ds = builder.as_dataset(split=name, as_supervised=True, shuffle_files=False)
+            return _fixed(ds, image_shape or _image_shape(ds))
+
+        pairs = [(e.image_path, e.label) for e in examples[name]]
+        return folder_cache.load_split(cache_dir, root, name, pairs, class_names, image_shape, decode)
+
+    all_train = split("train", None)
+    image_shape = tuple(int(d) for d in all_train.images.shape[1:])
+    if num_train == 0:
+        raise DatasetError("the training split is empty")
+    held = split("test", image_shape) if eval_name == "test" else all_train
+    train = tf.data.Dataset.from_tensor_slices((all_train.images[:num_train], all_train.labels[:num_train]))
+    end = eval_start + num_eval
+    evaluation = tf.data.Dataset.from_tensor_slices((held.images[eval_start:end], held.labels[eval_start:end]))
+    return train, evaluation, image_shape
+
+
+def _fixed(ds: tf.data.Dataset, image_shape) -> tf.data.Dataset:
+    """uint8 images of one fixed shape, labels int32."""
 
     def fix(image, label):
         if image.shape.is_fully_defined() and tuple(image.shape) == image_shape:
@@ -221,7 +278,12 @@ def _decoded(ds: tf.data.Dataset, image_shape) -> tf.data.Dataset:
             fixed = tf.ensure_shape(fixed, image_shape)
         return fixed, tf.cast(label, tf.int32)
 
-    return ds.map(fix, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    return ds.map(fix, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _decoded(ds: tf.data.Dataset, image_shape) -> tf.data.Dataset:
+    """`_fixed`, cached in memory after the first pass."""
+    return _fixed(ds, image_shape).cache()
 
 
 def augment_cifar(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -234,7 +296,11 @@ def augment_cifar(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def _train_pipeline(ds, image_shape, batch_size, seed, augment, example_index=False) -> tf.data.Dataset:
-    ds = _decoded(ds, image_shape)
+    return _train_batches(_decoded(ds, image_shape), batch_size, seed, augment, example_index)
+
+
+def _train_batches(ds, batch_size, seed, augment, example_index=False) -> tf.data.Dataset:
+    """Shuffles, augments and batches decoded (uint8 image, int32 label) examples."""
     if example_index:  # numbered before the shuffle: the number names the example, not its position
         ds = ds.enumerate().map(lambda index, pair: (pair[0], pair[1], tf.cast(index, tf.int32)))
     else:
@@ -256,5 +322,9 @@ def _train_pipeline(ds, image_shape, batch_size, seed, augment, example_index=Fa
 
 
 def _eval_pipeline(ds, image_shape, batch_size) -> tf.data.Dataset:
-    ds = _decoded(ds, image_shape).map(lambda image, label: (tf.cast(image, tf.float32), label))
+    return _eval_batches(_decoded(ds, image_shape), batch_size)
+
+
+def _eval_batches(ds, batch_size) -> tf.data.Dataset:
+    ds = ds.map(lambda image, label: (tf.cast(image, tf.float32), label))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from introspective_tf import export, methods, models
 from introspective_tf.errors import ConfigError
-from introspective_tf.training import calibration, distribute, provenance, resume
+from introspective_tf.training import calibration, distribute, explanation_images, folder_cache, provenance, resume
 from introspective_tf.training import data as data_lib
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -43,12 +43,17 @@ class ExperimentConfig:
     output_dir: str = ""  # "" -> runs/<name>
     export_dir: str = ""  # "" -> saved_models/<name>; "none" -> no export
     data_dir: str | None = None
+    data_cache_dir: str = ""  # folder datasets' decoded images between runs: "" -> ~/.cache/introspective_tf; "none"
     eval_split: str = "test"  # test; validation held out of train (also used without a test split); holdout
     validation_split: float = 0.1
     train_limit: int = 0  # >0: keep only that many training examples
     jit_compile: bool = False
     verbose: int = 1  # Keras fit verbosity: 1 progress bar, 2 one line per epoch, 0 silent
     validation_freq: int = 1  # evaluate on the eval split every this many epochs (and always at the end)
+    validation_steps: int = 0  # >0: fit's validation reads only that many batches (the final evaluation all)
+    # Draw held-out images' explanations and soft targets to TensorBoard after the first epoch, every
+    # this many epochs and the last; 0 = off (training/explanation_images.py).
+    explanation_images_every: int = 10
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's hyper-parameters
     # Scale and reliability (docs/distribution.md).
     strategy: str = "default"  # default | mirrored | multiworker | tpu
@@ -73,6 +78,11 @@ class ExperimentConfig:
             (self.steps_per_epoch >= 0, f"steps_per_epoch must be >= 0, not {self.steps_per_epoch}"),
             (self.train_limit >= 0, f"train_limit must be >= 0, not {self.train_limit}"),
             (self.validation_freq >= 1, f"validation_freq must be >= 1, not {self.validation_freq}"),
+            (self.validation_steps >= 0, f"validation_steps must be >= 0, not {self.validation_steps}"),
+            (
+                self.explanation_images_every >= 0,
+                f"explanation_images_every must be >= 0 (0 = off), not {self.explanation_images_every}",
+            ),
             (
                 self.strategy in distribute.STRATEGIES,
                 f"unknown strategy '{self.strategy}': use one of {', '.join(distribute.STRATEGIES)}",
@@ -162,6 +172,11 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     export_dir = export_dir if chief else None
     if export_dir:
         _writable_dir(os.path.dirname(os.path.abspath(export_dir)), "export_dir's parent")
+    cache_dir = (
+        folder_cache.resolve_dir(config.data_cache_dir) if config.dataset.startswith(data_lib.FOLDER_PREFIX) else None
+    )
+    if cache_dir:
+        _writable_dir(cache_dir, "data_cache_dir")
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -169,12 +184,13 @@ def run(config: ExperimentConfig, extra_results: dict[str, Any] | None = None) -
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
         with strategy.scope(), data_lib.naming_unreadable_images(config.dataset):
-            return _train(config, strategy, output_dir, export_dir, {"provenance": origin, **(extra_results or {})})
+            extra = {"provenance": origin, **(extra_results or {})}
+            return _train(config, strategy, output_dir, export_dir, cache_dir, extra)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str, Any]:
+def _train(config, strategy, output_dir, export_dir, cache_dir, extra_results) -> dict[str, Any]:
     data = data_lib.load(
         config.dataset,
         batch_size=config.batch_size,
@@ -184,6 +200,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         train_limit=config.train_limit,
         seed=config.seed,
         example_index=methods.get(config.method).needs_example_index,
+        cache_dir=cache_dir,
     )
     full_epoch = data.num_train // config.batch_size
     if full_epoch == 0:
@@ -206,14 +223,30 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
     resume.trim_history_csv(history_path, initial_epoch)
     checkpoint = resume.LastGoodCheckpoint(os.path.join(output_dir, "checkpoints", "last.weights.h5"))
     timer = StepTimer()
+    log_dir = os.path.join(output_dir, "logs")
     callbacks = [  # the history row is written before the backup: a kill in between only repeats a row
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(history_path, append=True),
         checkpoint,
         backup,
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0),
+        keras.callbacks.TensorBoard(log_dir, profile_batch=0),
         timer,
     ]
+    if config.verbose:  # the first step also traces the graph: seconds before the progress bar moves
+        steps = f"{steps_per_epoch} steps per epoch, the first also tracing the graph"
+        print(f"training on {data.num_train} images: {steps}", flush=True)
+    if config.explanation_images_every:  # last: an epoch's history row and backup are written before it draws
+        images, labels = explanation_images.first_examples(data.eval)
+        callbacks.append(
+            explanation_images.ExplanationImages(
+                method,
+                images,
+                labels,
+                data.class_names,
+                os.path.join(log_dir, explanation_images.LOG_SUBDIR),
+                every=config.explanation_images_every,
+            )
+        )
     start = time.perf_counter()
     history = method.fit(
         data.train.repeat(),
@@ -222,6 +255,7 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
         initial_epoch=initial_epoch,
         validation_data=data.eval,
         validation_freq=config.validation_freq,
+        validation_steps=config.validation_steps or None,
         callbacks=callbacks,
         verbose=config.verbose,
         shuffle=False,  # data.py's pipeline shuffles; Keras ignores (and warns about) fit's shuffle for datasets
@@ -239,6 +273,8 @@ def _train(config, strategy, output_dir, export_dir, extra_results) -> dict[str,
             "lower --learning_rate or change the method's flags"
         )
 
+    if config.verbose:
+        print(f"evaluating on the {data.num_eval} {data.eval_split} images", flush=True)
     evaluation = method.evaluate(data.eval, verbose=0, return_dict=True)
     calibration_results = calibration.evaluate(backbone, data.eval, output_dir, title=config.name)  # NLL, ECE, PNG
     model_path = os.path.join(output_dir, "model.keras")

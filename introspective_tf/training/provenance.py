@@ -34,6 +34,7 @@ REPOSITORY_DIR = os.path.dirname(PACKAGE_DIR)
 NOT_TRAINING = (
     "export.py",
     "quiet.py",
+    "training/explanation_images.py",  # draws explanations to TensorBoard; a run trains identically without it
     "training/provenance.py",
     "training/records.py",
     "training/run_flags.py",  # flags -> ExperimentConfig, which every run records in full

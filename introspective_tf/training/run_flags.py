@@ -34,6 +34,14 @@ def define_run_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(
         "data_dir", None, "TFDS data directory (prepared datasets; no download needed if present).", **fv
     )
+    flags.DEFINE_string(
+        "data_cache_dir",
+        _DEFAULTS.data_cache_dir,
+        "Where a folder dataset's decoded images are kept between runs (checked against the files, rebuilt when "
+        "they change); default $XDG_CACHE_HOME/introspective_tf or ~/.cache/introspective_tf; 'none' decodes "
+        "the files in every run.",
+        **fv,
+    )
     flags.DEFINE_string("method", _DEFAULTS.method, f"Training method: {', '.join(methods.METHODS)}.", **fv)
     flags.DEFINE_string("model", _DEFAULTS.model, f"Backbone: {', '.join(models.MODELS)}.", **fv)
     flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.", **fv)
@@ -70,6 +78,20 @@ def define_run_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "validation_freq",
         _DEFAULTS.validation_freq,
         "Evaluate on the eval split every this many epochs (always after the last).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "validation_steps",
+        _DEFAULTS.validation_steps,
+        "Cap on the batches of each epoch's validation (fit's validation_steps, for quick tries); 0 = the whole "
+        "eval split. The final evaluation in results.json always uses the whole split.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "explanation_images_every",
+        _DEFAULTS.explanation_images_every,
+        "Draw held-out images' explanations and soft targets to TensorBoard (logs/explanations) after the "
+        "first epoch, every this many epochs and the last; 0 = off.",
         **fv,
     )
     # Scale and reliability (docs/distribution.md).

@@ -1,0 +1,161 @@
+"""Bring your own Keras model: every method wraps a model that is not one of this project's backbones
+with no explanation argument (Grad-CAM finds the last spatial feature map before the logits, in nested
+models too), trains a step and exports; a model that outputs probabilities, or has nothing Grad-CAM
+can explain at, stops with one line that says what to do."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from introspective_tf import explanations, export, methods
+from introspective_tf.errors import ConfigError
+
+SHAPE, CLASSES, BATCH = (32, 32, 3), 10, 4
+
+
+def sequential() -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input(SHAPE),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(8, 3, name="conv"),
+            keras.layers.ReLU(name="features"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ],
+        name="mine",
+    )
+
+
+def nested_application() -> keras.Model:
+    """A functional model around a `keras.applications` feature extractor (a layer of its own)."""
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=SHAPE, alpha=0.35)
+    inputs = keras.Input(SHAPE)
+    features = base(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(pooled), name="with_backbone")
+
+
+def application(name: str) -> keras.Model:
+    settings = dict(weights=None, input_shape=SHAPE, classes=CLASSES, classifier_activation=None)
+    if name == "MobileNetV2":
+        settings["alpha"] = 0.35
+    return getattr(keras.applications, name)(**settings)
+
+
+def hyperparameters(method: str, tmp_path_factory) -> dict:
+    if method != "kd":
+        return {}
+    teacher = tmp_path_factory.mktemp("teacher") / "model.keras"
+    sequential().save(teacher)  # any model of the same input and classes
+    return {"teacher": str(teacher)}
+
+
+def one_step(model: keras.Model, method: str, hparams: dict) -> dict:
+    trainer = methods.build(method, model, hparams)
+    trainer.plan(num_train=BATCH, steps_per_epoch=1, epochs=1)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.01), run_eagerly=True)  # one step: no tracing
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (BATCH, *SHAPE)).astype("float32")
+    labels = np.arange(BATCH) % CLASSES
+    x = (images, np.arange(BATCH)) if trainer.needs_example_index else images
+    logs = trainer.train_on_batch(x, labels, return_dict=True)
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    return logs
+
+
+def exports(model: keras.Model, path) -> None:
+    export.export_classifier(model, str(path))
+    images = np.random.default_rng(1).uniform(0, 255, (2, *SHAPE)).astype("float32")
+    served = keras.layers.TFSMLayer(str(path))(images)
+    np.testing.assert_allclose(served, tf.nn.softmax(model(images, training=False)), atol=1e-5)
+
+
+def test_the_layer_is_found_in_a_sequential_model_and_the_choice_is_said_once(capsys):
+    model = sequential()
+    assert explanations.feature_map_layers(model) == ["features", "conv"]  # not the rescaled input
+    explainer = explanations.explainer("gradcam", model)
+    assert explainer.layer == "features"
+    assert capsys.readouterr().out.count("at layer 'features'") == 1
+    maps = explainer.explain(np.zeros((2, *SHAPE), "float32"))
+    assert maps.shape == (2, CLASSES, 30, 30)
+
+
+def test_the_default_name_is_kept_where_it_exists_and_a_named_layer_is_used_as_given(capsys):
+    model = sequential()
+    assert explanations.resolve_layer(model, "conv") == ("conv", False)
+    assert explanations.resolve_layer(model, "auto") == ("features", True)
+    assert explanations.explainer("gradcam", model, layer="conv").layer == "conv"
+    assert capsys.readouterr().out == ""  # nothing found automatically, nothing said
+
+
+@pytest.mark.parametrize("method", list(methods.METHODS))
+def test_every_method_trains_a_sequential_model_without_an_explanation_argument(method, tmp_path_factory):
+    one_step(sequential(), method, hyperparameters(method, tmp_path_factory))
+
+
+def test_no_feature_map_names_the_way_out():
+    flat = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(CLASSES)], name="flat")
+    with pytest.raises(ConfigError, match="no spatial feature map .* use explanation=gradient") as err:
+        methods.build("introspective", flat)
+    assert "\n" not in str(err.value)
+    methods.build("introspective", flat, {"explanation": "gradient"})  # input gradients need no feature map
+
+
+def test_an_unknown_layer_lists_the_candidates():
+    with pytest.raises(ConfigError, match=r"no layer 'nope' .* \(features, conv\) or to auto"):
+        methods.build("introspective", sequential(), {"explanation_layer": "nope"})
+
+
+@pytest.mark.parametrize("method", ["standard", "introspective"])
+def test_a_softmax_output_is_refused_for_every_method(method):
+    softmax_dense = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")])
+    softmax_layer = keras.Sequential(
+        [keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(3), keras.layers.Softmax()]
+    )
+    for model in (softmax_dense, softmax_layer):
+        with pytest.raises(ConfigError, match="ends in a softmax: the methods learn from logits"):
+            methods.build(method, model)
+
+
+@pytest.mark.slow
+def test_a_nested_keras_application_is_explained_at_its_output_by_every_method(tmp_path_factory, tmp_path):
+    model = nested_application()
+    inner = model.layers[1].name
+    assert explanations.feature_map_layers(model)[0] == inner
+    for method in methods.METHODS:
+        one_step(model, method, hyperparameters(method, tmp_path_factory))
+    exports(model, tmp_path / "export")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, layer", [("MobileNetV2", "out_relu"), ("ResNet50V2", "post_relu"), ("EfficientNetB0", "top_activation")]
+)
+def test_keras_applications_train_with_every_method_and_export(name, layer, tmp_path_factory, tmp_path):
+    model = application(name)
+    assert explanations.resolve_layer(model, explanations.DEFAULT_LAYER) == (layer, True)
+    for method in methods.METHODS:
+        one_step(model, method, hyperparameters(method, tmp_path_factory))
+    exports(model, tmp_path / "export")
+
+
+@pytest.mark.slow
+def test_the_readme_snippet_trains_an_application_on_a_folder_and_exports(mini_dataset, tmp_path, monkeypatch):
+    """README's "Your own model and image folder" block, as written, after the block before it made `data`."""
+    import pathlib
+    import re
+
+    import introspective_tf as itf
+    from introspective_tf import training
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "keras.applications" in block)
+    monkeypatch.chdir(tmp_path)
+    data = training.data.load(mini_dataset, batch_size=8)
+    exec(code, {"keras": keras, "itf": itf, "data": data})
+    loaded = keras.models.load_model(tmp_path / "mine.keras")
+    assert type(loaded).__name__ == "Introspective" and loaded.explainer.layer == "out_relu"
+    assert int(loaded.optimizer.iterations) == 20
+    assert (tmp_path / "saved_models" / "mine" / "saved_model.pb").is_file()
