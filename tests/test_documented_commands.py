@@ -9,7 +9,6 @@ in place of NAME. The README names the folder its quick start exports to, which 
 the run-name rule and holds a copy of the same export.
 """
 
-import concurrent.futures
 import os
 import pathlib
 import re
@@ -19,6 +18,7 @@ import subprocess
 import sys
 
 import pytest
+from commands import run_forked
 from conftest import DATA, REPO
 
 from introspective_tf.training import experiment
@@ -177,17 +177,15 @@ def documented_python_commands() -> list[tuple[str, list[str]]]:
 @pytest.mark.slow
 def test_every_documented_command_has_valid_flags():
     """Each documented command, as written, parses: flag names, types and required flags (absl's
-    --only_check_args stops before anything runs, so long trainings and multi-worker setups are checked too)."""
+    --only_check_args stops before anything runs, so long trainings and multi-worker setups are checked too).
+    Each runs as `python ARGV --only_check_args` would, as `__main__` in a process of its own, forked from
+    one interpreter that started TensorFlow once (tests/commands.py): nothing runs past the flags."""
     commands = documented_python_commands()
     assert len(commands) >= 10 and {c[1][0] for c in commands} >= {"train.py", "explain.py", "-m"}
-
-    def check(command):
-        name, argv = command
-        result = subprocess.run(
-            [sys.executable, *argv, "--only_check_args"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300
-        )
-        return None if result.returncode == 0 else f"{name}: {' '.join(argv)}\n{result.stderr.strip()[-500:]}"
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:  # each is mostly TensorFlow's start-up
-        failures = [failure for failure in pool.map(check, commands) if failure]
+    results = run_forked([[*argv, "--only_check_args"] for _, argv in commands], cwd=REPO, env=ENV)
+    failures = [
+        f"{name}: {' '.join(argv)}\n{result.stderr.strip()[-500:]}"
+        for (name, argv), result in zip(commands, results)
+        if result.returncode != 0
+    ]
     assert not failures, "\n".join(failures)
