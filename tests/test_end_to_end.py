@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from commands import run_forked
 from conftest import REPO
 
 pytestmark = pytest.mark.slow  # real train.py runs
@@ -136,21 +137,48 @@ def test_saved_model_cli_runs_the_export(trained):
     np.testing.assert_allclose(printed[: expected.size], expected, rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "flag,message",
-    [
-        ("--method=teacher_free", "unknown method"),
-        ("--model=vgg", "unknown model"),
-        ("--dataset=imagenet_v2", "unknown dataset"),
-        ("--alpha=1.5", "alpha must be in"),
-        ("--epochs=-1", "epochs must be > 0"),
-        ("--smoothing=0.2", "method 'introspective' takes no hyper-parameter 'smoothing'"),
-    ],
-)
-def test_bad_flags_give_one_line_and_no_traceback(tmp_path, mini_dataset, flag, message):
-    result = _train(tmp_path, mini_dataset, "--epochs=1", flag, check=False)
+BAD_FLAGS = {
+    "--method=teacher_free": "unknown method",
+    "--model=vgg": "unknown model",
+    "--dataset=imagenet_v2": "unknown dataset",
+    "--alpha=1.5": "alpha must be in",
+    "--epochs=-1": "epochs must be > 0",
+    "--smoothing=0.2": "method 'introspective' takes no hyper-parameter 'smoothing'",
+}
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    """{flag: (train.py's CompletedProcess, its output_dir)}: each bad flag in a train.py command of its own,
+    run as `python train.py ...` would be; they stop before TensorFlow computes anything, so they run in
+    processes forked from one interpreter that started TensorFlow once (tests/commands.py)."""
+    from conftest import MINI
+
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    folders = {flag: tmp_path_factory.mktemp("refused") for flag in BAD_FLAGS}
+    commands = [
+        [
+            "train.py",
+            f"--dataset=folder:{MINI}",
+            "--model=small_cnn",
+            f"--output_dir={folders[flag] / 'run'}",
+            f"--export_dir={folders[flag] / 'export'}",
+            "--verbose=2",
+            "--epochs=1",
+            flag,
+        ]
+        for flag in BAD_FLAGS
+    ]
+    results = run_forked(commands, cwd=REPO)
+    return {flag: (result, folders[flag]) for flag, result in zip(BAD_FLAGS, results)}
+
+
+@pytest.mark.parametrize("flag", BAD_FLAGS)
+def test_bad_flags_give_one_line_and_no_traceback(refused, flag):
+    result, tmp_path = refused[flag]
     assert result.returncode != 0
-    assert message in result.stderr
+    assert BAD_FLAGS[flag] in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "run").exists()  # no empty run folder under the name the next run uses
 
