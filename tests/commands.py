@@ -1,11 +1,12 @@
-"""Runs many short commands (`python train.py ...`, `python -m introspective_tf.tools.X ...`) that fail or stop
-before they train, without paying TensorFlow's start-up once per command (used by tests only).
+"""Running the project's commands in tests for less than one TensorFlow start-up each (used by tests only).
 
-One interpreter started as `python` would be, from `cwd`, imports TensorFlow and the package once; each
-command then runs in a process forked from it, exactly as the interpreter runs a script or a `-m` module:
-as `__main__`, with its own argv, sys.path[0], absl flags, exit code, stdout and stderr. Only commands that
-stop before TensorFlow computes anything belong here (flag checks, refusals of bad input): a forked child
-must not use the runtime its parent started.
+run_forked: many short commands (`python train.py ...`, `python -m introspective_tf.tools.X ...`) that stop
+before TensorFlow computes anything (flag checks, refusals of bad input). One interpreter started as
+`python` would be, from `cwd`, imports TensorFlow and the package once; each command then runs in a process
+forked from it, as the interpreter runs a script or a `-m` module: as `__main__`, with its own argv,
+sys.path[0], absl flags, exit code, stdout and stderr. Commands that compute with TensorFlow do not belong
+there (its runtime is not made to be used in a forked child): run_concurrently runs those as separate
+processes, two at a time, so that one's start-up overlaps another's.
 """
 
 from __future__ import annotations
@@ -87,3 +88,22 @@ def run_forked(
         subprocess.CompletedProcess([sys.executable, *command], code, out, err)
         for command, (code, out, err) in zip(commands, json.loads(done.stdout.split(_MARK)[-1]))
     ]
+
+
+def run_concurrently(commands: list[list[str]], *, cwd, env=None, timeout: float = 600, workers: int = 2):
+    """Runs whole commands (full argv) as separate processes, `workers` at a time (the machines have 2 cores:
+    one command's TensorFlow start-up overlaps another's); one CompletedProcess per command, in order."""
+    import concurrent.futures
+
+    def run(command):
+        return subprocess.run(
+            list(map(str, command)),
+            cwd=cwd,
+            env=env or {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(run, commands))
