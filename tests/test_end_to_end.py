@@ -10,15 +10,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from commands import run_forked
+from commands import run_concurrently, run_forked
 from conftest import REPO
 
 pytestmark = pytest.mark.slow  # real train.py runs
 
 
-def _train(tmp_path, dataset, *flags, check=True):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [
+def _command(tmp_path, dataset, *flags):
+    return [
         sys.executable,
         str(REPO / "train.py"),
         f"--dataset={dataset}",
@@ -28,33 +27,40 @@ def _train(tmp_path, dataset, *flags, check=True):
         "--verbose=2",
         *flags,
     ]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
-@pytest.fixture(scope="module", params=["standard", "introspective"])
-def trained(request, tmp_path_factory):
-    if (
-        not (REPO.parent / "shared" / "data" / "cifar10-mini" / "train").is_dir()
-        and "INTROSPECTIVE_DATA" not in os.environ
-    ):
-        pytest.skip("real data not found")
+METHODS = ["standard", "introspective"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """{method: its run's folder}: a short train.py run of each method, both at once (tests/commands.py)."""
     from conftest import MINI
 
-    tmp_path = tmp_path_factory.mktemp(request.param)
-    result = _train(
-        tmp_path,
-        f"folder:{MINI}",
-        f"--method={request.param}",
-        "--epochs=4",
-        "--batch_size=50",
-        "--learning_rate=0.05",
-        *(["--similarity_temperature=0.5", "--temperature=2"] if request.param == "introspective" else []),
-    )
-    (tmp_path / "stderr.txt").write_text(result.stderr)
-    return request.param, tmp_path
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    folders = {method: tmp_path_factory.mktemp(method) for method in METHODS}
+    commands = [
+        _command(
+            folders[method],
+            f"folder:{MINI}",
+            f"--method={method}",
+            "--epochs=4",
+            "--batch_size=50",
+            "--learning_rate=0.05",
+            *(["--similarity_temperature=0.5", "--temperature=2"] if method == "introspective" else []),
+        )
+        for method in METHODS
+    ]
+    for method, result in zip(METHODS, run_concurrently(commands, cwd=REPO, timeout=600)):
+        assert result.returncode == 0, result.stderr[-3000:]
+        (folders[method] / "stderr.txt").write_text(result.stderr)
+    return folders
+
+
+@pytest.fixture(params=METHODS)
+def trained(request, runs):
+    return request.param, runs[request.param]
 
 
 def test_training_prints_no_start_up_noise_or_warnings_of_our_making(trained):
@@ -105,8 +111,10 @@ def test_export_serves_the_same_probabilities_as_the_keras_model(trained):
     np.testing.assert_allclose(served.sum(-1), 1.0, rtol=1e-5)
 
 
-def test_saved_model_cli_runs_the_export(trained):
-    _, tmp_path = trained
+# On one run: both runs export their backbone with the same code (export_classifier), and the other
+# export's serving signature is checked against its Keras model above.
+def test_saved_model_cli_runs_the_export(runs):
+    tmp_path = runs["standard"]
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
