@@ -87,11 +87,17 @@ def _batch(n=16, seed=0):
 
 
 # The quick subset keeps introspection and PS-KD (its per-example store is all-gathered); the rest are slow.
+# pskd_explained and online_label_smoothing have this test in their own modules (test_two_replicas_equal_one:
+# the same construction and steps, pskd_explained on the same batch; with their stores compared as well).
+COVERED_ELSEWHERE = ("pskd_explained", "online_label_smoothing")
+
+
 @pytest.mark.parametrize(
     "name",
     [
         pytest.param(name, marks=() if name in ("introspective", "pskd") else pytest.mark.slow)
         for name in sorted(methods.METHODS)
+        if name not in COVERED_ELSEWHERE
     ],
 )
 def test_two_replicas_step_equals_one_replica_step(name, mirrored):
