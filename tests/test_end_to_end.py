@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import background
 import keras
 import numpy as np
 import pytest
@@ -32,14 +33,17 @@ def _command(tmp_path, dataset, *flags):
 METHODS = ["standard", "introspective"]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """{method: its run's folder}: a short train.py run of each method, both at once (tests/commands.py)."""
+@background.fixture
+def end_to_end_runs(folder):
+    """{method: its run's folder}: a short train.py run of each method, both at once (tests/commands.py),
+    in the background (tests/background.py)."""
     from conftest import MINI
 
     if not (MINI / "train").is_dir():
         pytest.skip("real data not found")
-    folders = {method: tmp_path_factory.mktemp(method) for method in METHODS}
+    folders = {method: folder / method for method in METHODS}
+    for path in folders.values():
+        path.mkdir()
     commands = [
         _command(
             folders[method],
@@ -59,8 +63,8 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture(params=METHODS)
-def trained(request, runs):
-    return request.param, runs[request.param]
+def trained(request, end_to_end_runs):
+    return request.param, end_to_end_runs[request.param]
 
 
 def test_training_prints_no_start_up_noise_or_warnings_of_our_making(trained):
@@ -113,8 +117,8 @@ def test_export_serves_the_same_probabilities_as_the_keras_model(trained):
 
 # On one run: both runs export their backbone with the same code (export_classifier), and the other
 # export's serving signature is checked against its Keras model above.
-def test_saved_model_cli_runs_the_export(runs):
-    tmp_path = runs["standard"]
+def test_saved_model_cli_runs_the_export(end_to_end_runs):
+    tmp_path = end_to_end_runs["standard"]
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -155,8 +159,8 @@ BAD_FLAGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory):
+@background.fixture
+def refused_flags(folder):
     """{flag: (train.py's CompletedProcess, its output_dir)}: each bad flag in a train.py command of its own,
     run as `python train.py ...` would be; they stop before TensorFlow computes anything, so they run in
     processes forked from one interpreter that started TensorFlow once (tests/commands.py)."""
@@ -164,7 +168,9 @@ def refused(tmp_path_factory):
 
     if not (MINI / "train").is_dir():
         pytest.skip("real data not found")
-    folders = {flag: tmp_path_factory.mktemp("refused") for flag in BAD_FLAGS}
+    folders = {flag: folder / str(number) for number, flag in enumerate(BAD_FLAGS)}
+    for path in folders.values():
+        path.mkdir()
     commands = [
         [
             "train.py",
@@ -183,8 +189,8 @@ def refused(tmp_path_factory):
 
 
 @pytest.mark.parametrize("flag", BAD_FLAGS)
-def test_bad_flags_give_one_line_and_no_traceback(refused, flag):
-    result, tmp_path = refused[flag]
+def test_bad_flags_give_one_line_and_no_traceback(refused_flags, flag):
+    result, tmp_path = refused_flags[flag]
     assert result.returncode != 0
     assert BAD_FLAGS[flag] in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
