@@ -2,7 +2,10 @@
 a file, dml trains several networks and exports the first."""
 
 import json
+import subprocess
+import sys
 
+import background
 import keras
 import numpy as np
 import pytest
@@ -11,18 +14,16 @@ from commands import run_concurrently
 from conftest import REPO
 from test_end_to_end import _command
 
-from introspective_tf import export, models
+from introspective_tf import models
 
 pytestmark = pytest.mark.slow  # real train.py runs and an export
 
 
-@pytest.fixture(scope="module")
-def teacher_export(tmp_path_factory):
-    """An (untrained) CIFAR-shaped teacher exported as a SavedModel: kd only needs its predictions."""
-    keras.utils.set_random_seed(3)
-    return export.export_classifier(
-        models.small_cnn((32, 32, 3), 10), str(tmp_path_factory.mktemp("teacher") / "export")
-    )
+# An (untrained) CIFAR-shaped teacher exported as a SavedModel: kd only needs its predictions.
+TEACHER = (
+    "import sys, keras; from introspective_tf import export, models; keras.utils.set_random_seed(3); "
+    "export.export_classifier(models.small_cnn((32, 32, 3), 10), sys.argv[1])"
+)
 
 
 FLAGS = [
@@ -35,17 +36,23 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, teacher_export):
+@background.fixture
+def baseline_runs(folder):
     """{flags: (train.py's CompletedProcess, its folder)} for each baseline's run, and None: the kd run without
-    a teacher. The commands run as users run them, two at a time (tests/commands.py)."""
+    a teacher. The commands run as users run them, two at a time (tests/commands.py), in the background
+    (tests/background.py), after a process that exports kd's teacher."""
     from conftest import MINI
 
     if not (MINI / "train").is_dir():
         pytest.skip("real data not found")
-    folders = {
-        flags: tmp_path_factory.mktemp(flags[0][len("--method=") :] if flags else "kd") for flags in [*FLAGS, None]
-    }
+    (folder / "teacher").mkdir()
+    teacher_export = folder / "teacher" / "export"
+    done = subprocess.run(
+        [sys.executable, "-c", TEACHER, str(teacher_export)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    folders = {flags: folder / flags[0][len("--method=") :] for flags in FLAGS}
+    folders[None] = folder / "kd_without_teacher"
     commands = [
         _command(
             folders[flags],
@@ -63,8 +70,8 @@ def runs(tmp_path_factory, teacher_export):
 
 
 @pytest.mark.parametrize("flags", FLAGS, ids=lambda flags: " ".join(flags))
-def test_train_py_trains_and_exports_the_first_network(runs, flags):
-    result, tmp_path = runs[flags]
+def test_train_py_trains_and_exports_the_first_network(baseline_runs, flags):
+    result, tmp_path = baseline_runs[flags]
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["method"] == flags[0].split("=")[1] and len(results["train_loss_history"]) == 2
@@ -81,7 +88,7 @@ def test_train_py_trains_and_exports_the_first_network(runs, flags):
     assert trained.count_params() == models.small_cnn((32, 32, 3), 10).count_params()  # one network, not the peers
 
 
-def test_kd_without_a_teacher_is_one_line(runs):
-    result, _ = runs[None]
+def test_kd_without_a_teacher_is_one_line(baseline_runs):
+    result, _ = baseline_runs[None]
     assert result.returncode != 0 and "kd needs a teacher" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
