@@ -30,3 +30,15 @@ def _split_cpu_in_two() -> None:
 
 
 _split_cpu_in_two()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_commands(request, tmp_path_factory):
+    """Starts the background jobs (tests/background.py) that the selected tests use, in the order they
+    need them; stops what is left at the end of the session."""
+    import background
+
+    needed = [name for item in request.session.items for name in getattr(item, "fixturenames", ())]
+    background.start(list(dict.fromkeys(needed)), tmp_path_factory)
+    yield
+    background.stop()

@@ -198,20 +198,28 @@ def test_teacher_file_missing_or_not_a_model(tmp_path):
         teacher.load(str(tmp_path / "junk.keras"), (32, 32, 3), 10)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "command,message",
-    [
-        (["benchmark", "--methods=standard,introspective:alpha=lots"], "alpha=lots is not a valid float"),
-        (["agreement", "--model_path=none.keras", "--variants=colour=red"], "takes no hyper-parameter 'colour'"),
-    ],
-)
-def test_tools_refuse_bad_variants_in_one_line_before_any_work(command, message):
-    import subprocess
+TOOLS_WITH_BAD_VARIANTS = {
+    "benchmark": (["--methods=standard,introspective:alpha=lots"], "alpha=lots is not a valid float"),
+    "agreement": (["--model_path=none.keras", "--variants=colour=red"], "takes no hyper-parameter 'colour'"),
+}
 
-    done = subprocess.run(
-        [sys.executable, "-m", f"introspective_tf.tools.{command[0]}", *command[1:]], capture_output=True, text=True
-    )
+
+@pytest.fixture(scope="module")
+def tools_refusing_bad_variants():
+    """{tool: its CompletedProcess}: `python -m introspective_tf.tools.TOOL ...` with a bad variant; they stop
+    before any work, so they run in processes forked from one interpreter that started TensorFlow once
+    (tests/commands.py)."""
+    from commands import run_forked
+    from conftest import REPO
+
+    commands = [["-m", f"introspective_tf.tools.{tool}", *args] for tool, (args, _) in TOOLS_WITH_BAD_VARIANTS.items()]
+    return dict(zip(TOOLS_WITH_BAD_VARIANTS, run_forked(commands, cwd=REPO)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tool", TOOLS_WITH_BAD_VARIANTS)
+def test_tools_refuse_bad_variants_in_one_line_before_any_work(tools_refusing_bad_variants, tool):
+    done, message = tools_refusing_bad_variants[tool], TOOLS_WITH_BAD_VARIANTS[tool][1]
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert message in done.stderr
 

@@ -9,7 +9,6 @@ in place of NAME. The README names the folder its quick start exports to, which 
 the run-name rule and holds a copy of the same export.
 """
 
-import concurrent.futures
 import os
 import pathlib
 import re
@@ -18,7 +17,9 @@ import shutil
 import subprocess
 import sys
 
+import background
 import pytest
+from commands import run_forked
 from conftest import DATA, REPO
 
 from introspective_tf.training import experiment
@@ -51,12 +52,12 @@ def test_the_sections_have_commands():
     assert "full-introspective" not in README_SERVING + DOCS_SERVING
 
 
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory):
-    """(root of a temporary copy of the repository with a trained export, the export's name)."""
+@background.fixture
+def checkout(top):
+    """(root of a temporary copy of the repository with a trained export, the export's name), made in the
+    background (tests/background.py)."""
     if not (DATA / "cifar10-mini" / "train").is_dir():
         pytest.skip("real data not found")
-    top = tmp_path_factory.mktemp("documented")
     root = top / "repo"
     root.mkdir()
     shutil.copytree(REPO / "introspective_tf", root / "introspective_tf", ignore=shutil.ignore_patterns("__pycache__"))
@@ -113,9 +114,20 @@ def run_python(root: pathlib.Path, codes: list[str]) -> list[str]:
     return out.split(MARK + "\n")[1:]
 
 
-@pytest.mark.slow
-def test_readme_serving_commands_run_as_written(checkout):
+@background.fixture(needs=("checkout",))
+def readme_serving_outputs(_, checkout):
+    """What README.md's serving blocks print, run as written in the checkout (in the background,
+    tests/background.py): (the folder the README names, the bash blocks' outputs, the Python blocks')."""
     root, name = checkout
+    (folder,) = set(re.findall(r"saved_models/([\w.-]+)", README_SERVING))
+    shutil.copytree(root / "saved_models" / name, root / "saved_models" / folder, dirs_exist_ok=True)
+    outputs = [run_bash(root, code) for code in blocks(README_SERVING, "bash")]
+    return folder, outputs, run_python(root, blocks(README_SERVING, "python"))
+
+
+@pytest.mark.slow
+def test_readme_serving_commands_run_as_written(readme_serving_outputs):
+    folder, outputs, printed = readme_serving_outputs
     # The folder the README uses is where the quick start's training commands export.
     quick_start = re.findall(
         r"train\.py (--dataset=\S+) (--method=\S+)", section((REPO / "README.md").read_text(), "## Quick start")
@@ -124,26 +136,31 @@ def test_readme_serving_commands_run_as_written(checkout):
     for dataset, method in quick_start:
         config = experiment.ExperimentConfig(dataset=dataset.split("=", 1)[1], method=method.split("=", 1)[1])
         assert f"saved_models/{config.name}" in README_SERVING
-    (folder,) = set(re.findall(r"saved_models/([\w.-]+)", README_SERVING))
-    shutil.copytree(root / "saved_models" / name, root / "saved_models" / folder, dirs_exist_ok=True)
-    outputs = [run_bash(root, code) for code in blocks(README_SERVING, "bash")]
+    assert f"saved_models/{folder}" in README_SERVING
     assert "probabilities" in outputs[-1]  # saved_model_cli printed the result
-    assert len(run_python(root, blocks(README_SERVING, "python"))) == len(blocks(README_SERVING, "python")) == 1
+    assert len(printed) == len(blocks(README_SERVING, "python")) == 1
 
 
-@pytest.mark.slow
-def test_using_models_serving_commands_run_as_written(checkout):
+@background.fixture(needs=("checkout", "readme_serving_outputs"))
+def using_models_serving_outputs(_, checkout, __):
+    """What docs/using_models.md's serving blocks print, run as written in the checkout after README.md's
+    (in the background, tests/background.py), NAME replaced by the export's name: ({bash block: its output},
+    the Python blocks' outputs). The shell commands run in order, then the Python blocks, which read what
+    the commands write (images.npy, model.onnx) and write nothing the commands read."""
     root, name = checkout
 
     def substituted(code):
         return code.replace("saved_models/NAME", f"saved_models/{name}")
 
-    # The shell commands in order, then the Python blocks, which read what the commands write (images.npy,
-    # model.onnx) and write nothing the commands read.
     shell = {code: run_bash(root, substituted(code)) for code in blocks(DOCS_SERVING, "bash")}
-    python = blocks(DOCS_SERVING, "python")
-    printed = run_python(root, [substituted(code) for code in python])
-    assert (root / "model.onnx").is_file() and len(printed) == len(python) == 2
+    return shell, run_python(root, [substituted(code) for code in blocks(DOCS_SERVING, "python")])
+
+
+@pytest.mark.slow
+def test_using_models_serving_commands_run_as_written(checkout, using_models_serving_outputs):
+    root, _ = checkout
+    shell, printed = using_models_serving_outputs
+    assert (root / "model.onnx").is_file() and len(printed) == len(blocks(DOCS_SERVING, "python")) == 2
     (client,) = [out for code, out in shell.items() if "introspective_tf.tools.serving" in code]
     lines = client.strip().splitlines()
     assert len(lines) == 4 and lines[0].startswith(
@@ -174,20 +191,25 @@ def documented_python_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
+@background.fixture
+def documented_flag_checks(folder):
+    """[(file, argv, CompletedProcess)]: each documented command as `python ARGV --only_check_args` would run
+    it, as `__main__` in a process of its own, forked from one interpreter that started TensorFlow once
+    (tests/commands.py): nothing runs past the flags. In the background (tests/background.py)."""
+    commands = documented_python_commands()
+    results = run_forked([[*argv, "--only_check_args"] for _, argv in commands], cwd=REPO, env=ENV)
+    return [(name, argv, result) for (name, argv), result in zip(commands, results)]
+
+
 @pytest.mark.slow
-def test_every_documented_command_has_valid_flags():
+def test_every_documented_command_has_valid_flags(documented_flag_checks):
     """Each documented command, as written, parses: flag names, types and required flags (absl's
     --only_check_args stops before anything runs, so long trainings and multi-worker setups are checked too)."""
-    commands = documented_python_commands()
-    assert len(commands) >= 10 and {c[1][0] for c in commands} >= {"train.py", "explain.py", "-m"}
-
-    def check(command):
-        name, argv = command
-        result = subprocess.run(
-            [sys.executable, *argv, "--only_check_args"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300
-        )
-        return None if result.returncode == 0 else f"{name}: {' '.join(argv)}\n{result.stderr.strip()[-500:]}"
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:  # each is mostly TensorFlow's start-up
-        failures = [failure for failure in pool.map(check, commands) if failure]
+    assert len(documented_flag_checks) >= 10
+    assert {argv[0] for _, argv, _ in documented_flag_checks} >= {"train.py", "explain.py", "-m"}
+    failures = [
+        f"{name}: {' '.join(argv)}\n{result.stderr.strip()[-500:]}"
+        for name, argv, result in documented_flag_checks
+        if result.returncode != 0
+    ]
     assert not failures, "\n".join(failures)

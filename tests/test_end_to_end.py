@@ -6,18 +6,19 @@ import re
 import subprocess
 import sys
 
+import background
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from commands import run_concurrently, run_forked
 from conftest import REPO
 
 pytestmark = pytest.mark.slow  # real train.py runs
 
 
-def _train(tmp_path, dataset, *flags, check=True):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [
+def _command(tmp_path, dataset, *flags):
+    return [
         sys.executable,
         str(REPO / "train.py"),
         f"--dataset={dataset}",
@@ -27,33 +28,43 @@ def _train(tmp_path, dataset, *flags, check=True):
         "--verbose=2",
         *flags,
     ]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
-@pytest.fixture(scope="module", params=["standard", "introspective"])
-def trained(request, tmp_path_factory):
-    if (
-        not (REPO.parent / "shared" / "data" / "cifar10-mini" / "train").is_dir()
-        and "INTROSPECTIVE_DATA" not in os.environ
-    ):
-        pytest.skip("real data not found")
+METHODS = ["standard", "introspective"]
+
+
+@background.fixture
+def end_to_end_runs(folder):
+    """{method: its run's folder}: a short train.py run of each method, both at once (tests/commands.py),
+    in the background (tests/background.py)."""
     from conftest import MINI
 
-    tmp_path = tmp_path_factory.mktemp(request.param)
-    result = _train(
-        tmp_path,
-        f"folder:{MINI}",
-        f"--method={request.param}",
-        "--epochs=4",
-        "--batch_size=50",
-        "--learning_rate=0.05",
-        *(["--similarity_temperature=0.5", "--temperature=2"] if request.param == "introspective" else []),
-    )
-    (tmp_path / "stderr.txt").write_text(result.stderr)
-    return request.param, tmp_path
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    folders = {method: folder / method for method in METHODS}
+    for path in folders.values():
+        path.mkdir()
+    commands = [
+        _command(
+            folders[method],
+            f"folder:{MINI}",
+            f"--method={method}",
+            "--epochs=4",
+            "--batch_size=50",
+            "--learning_rate=0.05",
+            *(["--similarity_temperature=0.5", "--temperature=2"] if method == "introspective" else []),
+        )
+        for method in METHODS
+    ]
+    for method, result in zip(METHODS, run_concurrently(commands, cwd=REPO, timeout=600)):
+        assert result.returncode == 0, result.stderr[-3000:]
+        (folders[method] / "stderr.txt").write_text(result.stderr)
+    return folders
+
+
+@pytest.fixture(params=METHODS)
+def trained(request, end_to_end_runs):
+    return request.param, end_to_end_runs[request.param]
 
 
 def test_training_prints_no_start_up_noise_or_warnings_of_our_making(trained):
@@ -104,8 +115,10 @@ def test_export_serves_the_same_probabilities_as_the_keras_model(trained):
     np.testing.assert_allclose(served.sum(-1), 1.0, rtol=1e-5)
 
 
-def test_saved_model_cli_runs_the_export(trained):
-    _, tmp_path = trained
+# On one run: both runs export their backbone with the same code (export_classifier), and the other
+# export's serving signature is checked against its Keras model above.
+def test_saved_model_cli_runs_the_export(end_to_end_runs):
+    tmp_path = end_to_end_runs["standard"]
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -136,21 +149,50 @@ def test_saved_model_cli_runs_the_export(trained):
     np.testing.assert_allclose(printed[: expected.size], expected, rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "flag,message",
-    [
-        ("--method=teacher_free", "unknown method"),
-        ("--model=vgg", "unknown model"),
-        ("--dataset=imagenet_v2", "unknown dataset"),
-        ("--alpha=1.5", "alpha must be in"),
-        ("--epochs=-1", "epochs must be > 0"),
-        ("--smoothing=0.2", "method 'introspective' takes no hyper-parameter 'smoothing'"),
-    ],
-)
-def test_bad_flags_give_one_line_and_no_traceback(tmp_path, mini_dataset, flag, message):
-    result = _train(tmp_path, mini_dataset, "--epochs=1", flag, check=False)
+BAD_FLAGS = {
+    "--method=teacher_free": "unknown method",
+    "--model=vgg": "unknown model",
+    "--dataset=imagenet_v2": "unknown dataset",
+    "--alpha=1.5": "alpha must be in",
+    "--epochs=-1": "epochs must be > 0",
+    "--smoothing=0.2": "method 'introspective' takes no hyper-parameter 'smoothing'",
+}
+
+
+@background.fixture
+def refused_flags(folder):
+    """{flag: (train.py's CompletedProcess, its output_dir)}: each bad flag in a train.py command of its own,
+    run as `python train.py ...` would be; they stop before TensorFlow computes anything, so they run in
+    processes forked from one interpreter that started TensorFlow once (tests/commands.py)."""
+    from conftest import MINI
+
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    folders = {flag: folder / str(number) for number, flag in enumerate(BAD_FLAGS)}
+    for path in folders.values():
+        path.mkdir()
+    commands = [
+        [
+            "train.py",
+            f"--dataset=folder:{MINI}",
+            "--model=small_cnn",
+            f"--output_dir={folders[flag] / 'run'}",
+            f"--export_dir={folders[flag] / 'export'}",
+            "--verbose=2",
+            "--epochs=1",
+            flag,
+        ]
+        for flag in BAD_FLAGS
+    ]
+    results = run_forked(commands, cwd=REPO)
+    return {flag: (result, folders[flag]) for flag, result in zip(BAD_FLAGS, results)}
+
+
+@pytest.mark.parametrize("flag", BAD_FLAGS)
+def test_bad_flags_give_one_line_and_no_traceback(refused_flags, flag):
+    result, tmp_path = refused_flags[flag]
     assert result.returncode != 0
-    assert message in result.stderr
+    assert BAD_FLAGS[flag] in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "run").exists()  # no empty run folder under the name the next run uses
 

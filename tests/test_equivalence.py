@@ -2,6 +2,7 @@
 
 import shutil
 
+import background
 import pytest
 
 from introspective_tf.errors import ConfigError
@@ -74,8 +75,15 @@ def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
         equivalence.replay_flags({**_row("standard", "h")["config"], "momentum": 0.5}, "/mini", "/out")
 
 
-@pytest.mark.slow
-def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path, mini_dataset, capsys):
+@background.fixture
+def refactors_checked(tmp_path):
+    """equivalence.check on a copy of the code with a neutral refactor and a behaviour change, against a copy
+    that predates a setting (its replays are train.py processes), in the background (tests/background.py):
+    (tmp_path, the baseline's code hashes, {method: verdict}, what check printed)."""
+    from conftest import MINI
+
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
     baseline = _copy_of_the_code(tmp_path / "baseline")
     candidate = _copy_of_the_code(tmp_path / "candidate")
     # The baseline predates a setting: a planned line that uses it is skipped, not an error.
@@ -96,11 +104,27 @@ def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(tmp_path
         _row("standard", "made-by-other-code"),
         {"config": {**_row("standard", "")["config"], "eval_split": "holdout"}},  # planned: no provenance
     ]
-    verdicts = {
-        v.method: v for v in equivalence.check(str(baseline), str(candidate), rows, mini_dataset[len("folder:") :])
-    }
+    # This runs in a thread beside the tests: check()'s lines are collected by a `print` in the module's
+    # namespace (sys.stdout belongs to the test running meanwhile); no other test calls check().
+    printed, code_hashes = [], equivalence.code_hashes
+    # check() asks the baseline for the same hashes: the answer above, not a second TensorFlow start-up.
+    equivalence.code_hashes = lambda tree, names: (
+        dict(old) if (tree, sorted(names)) == (str(baseline), sorted(old)) else code_hashes(tree, names)
+    )
+    equivalence.print = lambda *values, **_: printed.append(" ".join(map(str, values)))
+    try:
+        verdicts = {v.method: v for v in equivalence.check(str(baseline), str(candidate), rows, str(MINI))}
+    finally:
+        equivalence.code_hashes = code_hashes
+        del equivalence.print
+    return tmp_path, old, verdicts, "\n".join(printed)
+
+
+@pytest.mark.slow
+def test_a_neutral_refactor_is_equivalent_and_a_behaviour_change_is_not(refactors_checked):
+    tmp_path, old, verdicts, printed = refactors_checked
     assert verdicts["standard"].differences == [] and len(verdicts["standard"].replayed) == 1
-    assert "standard-3: skipped, the baseline cannot run it" in capsys.readouterr().out
+    assert "standard-3: skipped, the baseline cannot run it" in printed
     assert verdicts["standard"].new != verdicts["standard"].old
     assert any("train_loss_history" in d for d in verdicts["label_smoothing"].differences)
     path = tmp_path / "equivalence.jsonl"

@@ -95,11 +95,13 @@ assert importlib.util.find_spec("introspective_tf") is None
 """
 
 
+# One notebook: the install cell is the same in every notebook (test_the_install_cell_is_the_same_in_every_notebook),
+# and it is the only cell that runs here.
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_outside_a_checkout_the_placeholder_stops_the_notebook_with_one_sentence(path, tmp_path, monkeypatch):
+def test_outside_a_checkout_the_placeholder_stops_the_notebook_with_one_sentence(tmp_path, monkeypatch):
     """Run from a folder outside any checkout, with the package not importable: one sentence, no traceback,
     and no later cell runs (nothing is cloned or installed)."""
+    path = NOTEBOOKS[0]
     monkeypatch.delenv("PYTHONPATH", raising=False)
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     notebook = nbformat.read(path, as_version=4)

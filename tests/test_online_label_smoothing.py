@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import background
 import keras
 import numpy as np
 import pytest
@@ -221,8 +222,14 @@ def test_bad_alpha_is_a_config_error():
         methods.build("online_label_smoothing", models.small_cnn((8, 8, 3), C), {"alpha": 1.5})
 
 
-@pytest.mark.slow
-def test_train_py_trains_and_exports(tmp_path, mini_dataset):
+@background.fixture
+def online_label_smoothing_train_py(tmp_path):
+    """train.py with this method, as users run it, in the background (tests/background.py)."""
+    from conftest import MINI
+
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    mini_dataset = f"folder:{MINI}"
     command = [
         sys.executable,
         str(REPO / "train.py"),
@@ -239,6 +246,12 @@ def test_train_py_trains_and_exports(tmp_path, mini_dataset):
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return result, tmp_path
+
+
+@pytest.mark.slow
+def test_train_py_trains_and_exports(online_label_smoothing_train_py):
+    result, tmp_path = online_label_smoothing_train_py
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["method"] == "online_label_smoothing" and len(results["train_loss_history"]) == 2

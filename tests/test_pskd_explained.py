@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import background
 import keras
 import numpy as np
 import pytest
@@ -271,8 +272,14 @@ def test_training_without_plan_is_a_config_error():
         trainer.train_step(((tf.constant(images), tf.range(6)), tf.constant(labels)))
 
 
-@pytest.mark.slow
-def test_train_py_trains_and_exports(tmp_path, mini_dataset):
+@background.fixture
+def pskd_explained_train_py(tmp_path):
+    """train.py with this method, as users run it, in the background (tests/background.py)."""
+    from conftest import MINI
+
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    mini_dataset = f"folder:{MINI}"
     command = [
         sys.executable,
         str(REPO / "train.py"),
@@ -290,6 +297,12 @@ def test_train_py_trains_and_exports(tmp_path, mini_dataset):
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return result, tmp_path
+
+
+@pytest.mark.slow
+def test_train_py_trains_and_exports(pskd_explained_train_py):
+    result, tmp_path = pskd_explained_train_py
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["method"] == "pskd_explained" and len(results["train_loss_history"]) == 2

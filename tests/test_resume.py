@@ -158,6 +158,30 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mini_datase
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+def test_a_run_that_diverges_in_its_first_epoch_stops_with_one_message_and_writes_no_weights(
+    tmp_path, mini_dataset, monkeypatch
+):
+    """The quick subset's check of the divergence stop (the one above, slow, keeps a good epoch's weights)."""
+    monkeypatch.setattr(data_lib, "load", _nan_after(batches=0))
+    config = experiment.ExperimentConfig(
+        dataset=mini_dataset,
+        method="standard",
+        model="small_cnn",
+        epochs=1,
+        batch_size=8,
+        steps_per_epoch=1,
+        train_limit=16,
+        eval_split="validation",
+        output_dir=str(tmp_path / "run"),
+        export_dir="none",
+        verbose=0,
+    )
+    with pytest.raises(ConfigError, match=r"training diverged .* no epoch of this run ended with finite weights"):
+        experiment.run(config)
+    assert not (tmp_path / "run" / "checkpoints" / "last.weights.h5").exists()
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
 def test_trim_history_keeps_earlier_runs_and_drops_epochs_to_rerun(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n0,1.0\n1,0.9\n0,2.0\n1,1.5\n2,1.2\n3,1.")  # a finished run, then one killed

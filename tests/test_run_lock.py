@@ -1,6 +1,7 @@
 """One process per run folder: a second train.py or compare is refused in one line naming the folder and
 the holder, without changing the folder; a lock left by a process that is gone is taken over."""
 
+import contextlib
 import json
 import os
 import signal
@@ -9,16 +10,23 @@ import sys
 import textwrap
 
 import pytest
+from commands import run_forked
 from conftest import REPO
 
 from introspective_tf.errors import ConfigError
 from introspective_tf.tools import compare, study
 from introspective_tf.training import experiment, run_lock
 
+# The holder loads run_lock.py (which needs only the standard library and errors.py) without the package's
+# __init__, which would start TensorFlow: a lock holder that starts in a fraction of a second.
 HOLDER = textwrap.dedent(
     """
-    import sys
+    import os, sys, types
+    for name in ("introspective_tf", "introspective_tf.training"):  # run from the repository's root
+        sys.modules[name] = types.ModuleType(name)
+        sys.modules[name].__path__ = [os.path.join(os.getcwd(), *name.split("."))]
     from introspective_tf.training import run_lock
+    assert "tensorflow" not in sys.modules
     with run_lock.hold(sys.argv[1]):
         print("held", flush=True)
         sys.stdin.read()  # until the test closes stdin (or kills this process)
@@ -26,9 +34,10 @@ HOLDER = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def holder():
-    """Starts a small Python process that holds a folder's lock until stdin closes; returns its Popen."""
+@contextlib.contextmanager
+def _holders():
+    """Starts small Python processes that each hold a folder's lock until stdin closes (start(folder) returns
+    its Popen); they are stopped on leaving."""
     started = []
 
     def start(folder):
@@ -43,11 +52,19 @@ def holder():
         assert process.stdout.readline() == "held\n"
         return process
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.stdin.close()
-            process.wait(timeout=30)
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.stdin.close()
+                process.wait(timeout=30)
+
+
+@pytest.fixture
+def holder():
+    with _holders() as start:
+        yield start
 
 
 def _snapshot(folder):
@@ -85,30 +102,55 @@ def test_an_unwritable_folder_is_a_config_error(tmp_path):
     assert (tmp_path / "a-file").read_text() == "x"
 
 
-@pytest.mark.slow
-def test_train_py_refuses_a_folder_another_process_holds(tmp_path, holder, mini_dataset):
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    """A train.py and a compare command, each pointed at a run folder another process holds, run as
+    `python train.py ...` and `python -m introspective_tf.tools.compare ...` would be. Both stop before
+    TensorFlow computes anything, so they run in processes forked from one interpreter that started
+    TensorFlow once (tests/commands.py). {"train": (result, folder, its holder, the folder's files before),
+    "compare": (result, runs_dir, the holder of runs_dir/a-seed0)}; the holders run until the module ends."""
+    from conftest import MINI
+
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    mini_dataset = f"folder:{MINI}"
+    tmp_path = tmp_path_factory.mktemp("refused")
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "results.json").write_text('{"eval_accuracy": 0.9}')
     (folder / "history.csv").write_text("epoch,loss\n0,1.0\n")
     before = _snapshot(folder)
-    process = holder(folder)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            f"--dataset={mini_dataset}",
-            "--model=small_cnn",
-            "--method=standard",
-            "--epochs=1",
-            "--steps_per_epoch=1",
-            f"--output_dir={folder}",
-            "--export_dir=none",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    config = tmp_path / "mini.cfg"
+    config.write_text(
+        f"common --dataset={mini_dataset} --model=small_cnn --epochs=1 --steps_per_epoch=1 --batch_size=16 "
+        "--eval_split=validation\nseeds 0\na --method=standard\nb --method=label_smoothing\n"
     )
+    runs_dir = tmp_path / "runs"
+    with _holders() as start:
+        train_holder, compare_holder = start(folder), start(runs_dir / "a-seed0")
+        train_py, compare_py = run_forked(
+            [
+                [
+                    "train.py",
+                    f"--dataset={mini_dataset}",
+                    "--model=small_cnn",
+                    "--method=standard",
+                    "--epochs=1",
+                    "--steps_per_epoch=1",
+                    f"--output_dir={folder}",
+                    "--export_dir=none",
+                ],
+                ["-m", "introspective_tf.tools.compare", f"--config={config}", f"--runs_dir={runs_dir}"],
+            ],
+            cwd=REPO,
+            env=dict(os.environ),
+        )
+        yield {"train": (train_py, folder, train_holder, before), "compare": (compare_py, runs_dir, compare_holder)}
+
+
+@pytest.mark.slow
+def test_train_py_refuses_a_folder_another_process_holds(refused):
+    done, folder, process, before = refused["train"]
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
         f"error: run folder '{folder}' is in use by process {process.pid} "
@@ -118,20 +160,8 @@ def test_train_py_refuses_a_folder_another_process_holds(tmp_path, holder, mini_
 
 
 @pytest.mark.slow
-def test_compare_stops_at_a_run_another_process_holds(tmp_path, holder, mini_dataset):
-    config = tmp_path / "mini.cfg"
-    config.write_text(
-        f"common --dataset={mini_dataset} --model=small_cnn --epochs=1 --steps_per_epoch=1 --batch_size=16 "
-        "--eval_split=validation\nseeds 0\na --method=standard\nb --method=label_smoothing\n"
-    )
-    runs_dir = tmp_path / "runs"
-    process = holder(runs_dir / "a-seed0")
-    done = subprocess.run(
-        [sys.executable, "-m", "introspective_tf.tools.compare", f"--config={config}", f"--runs_dir={runs_dir}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+def test_compare_stops_at_a_run_another_process_holds(refused):
+    done, runs_dir, process = refused["compare"]
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: run folder '{runs_dir / 'a-seed0'}' is in use by process {process.pid} "

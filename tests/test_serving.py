@@ -2,13 +2,13 @@
 
 import os
 import re
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from commands import run_concurrently
 from conftest import MINI, REPO
 
 from introspective_tf import export, models
@@ -35,20 +35,46 @@ def _pixels(files):
 
 
 def _client(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "introspective_tf.tools.serving", *args],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return [sys.executable, "-m", "introspective_tf.tools.serving", *args]
+
+
+@pytest.fixture(scope="module")
+def command_runs(exported, tmp_path_factory):
+    """The client's and saved_model_cli's runs that the slow tests below read, two at a time
+    (tests/commands.py): {name: (CompletedProcess, folder of its input files)}."""
+    path, _, _, files = exported
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("classify", "cli", "gray", "non_finite")}
+    np.save(folders["cli"] / "images.npy", _pixels(files))
+    np.save(folders["gray"] / "gray.npy", np.zeros((28, 28, 1), "uint8"))
+    images = np.full((2, 32, 32, 3), 128.0, "float32")
+    images[1, 5, 7, 2] = np.nan
+    np.save(folders["non_finite"] / "bad.npy", images)
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    argv = {
+        "classify": _client(f"--model_path={path}", "--top_k=2", *files),
+        "cli": [
+            cli,
+            "run",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"images={folders['cli'] / 'images.npy'}",
+        ],
+        "gray": _client(f"--model_path={path}", files[0], str(folders["gray"] / "gray.npy")),
+        "non_finite": _client(f"--model_path={path}", str(folders["non_finite"] / "bad.npy")),
+    }
+    results = run_concurrently(list(argv.values()), cwd=REPO, env=ENV, timeout=300)
+    return {name: (result, folders[name]) for name, result in zip(argv, results)}
 
 
 @pytest.mark.slow
-def test_client_prints_class_names_and_the_models_probabilities(exported):
+def test_client_prints_class_names_and_the_models_probabilities(exported, command_runs):
     path, backbone, class_names, files = exported
-    result = _client(f"--model_path={path}", "--top_k=2", *files)
+    result, _ = command_runs["classify"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Warning" not in result.stderr, result.stderr[-2000:]  # e.g. runpy's about sys.modules
     lines = result.stdout.strip().splitlines()
@@ -60,28 +86,9 @@ def test_client_prints_class_names_and_the_models_probabilities(exported):
 
 
 @pytest.mark.slow
-def test_saved_model_cli_agrees_with_the_client(exported, tmp_path):
+def test_saved_model_cli_agrees_with_the_client(exported, command_runs):
     path, _, _, files = exported
-    np.save(tmp_path / "images.npy", _pixels(files))
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run(
-        [
-            cli,
-            "run",
-            "--dir",
-            path,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "serving_default",
-            "--inputs",
-            f"images={tmp_path / 'images.npy'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=ENV,
-    )
+    result, _ = command_runs["cli"]
     assert result.returncode == 0, result.stderr[-2000:]
     printed = [
         float(v) for v in re.findall(r"[-+]?\d*\.\d+(?:[eE][-+]?\d+)?", result.stdout.split("probabilities")[-1])
@@ -140,10 +147,8 @@ def test_client_refuses_inputs_that_do_not_fit(exported, tmp_path, make_input, m
 
 
 @pytest.mark.slow
-def test_client_command_line_gives_one_line_and_no_traceback(exported, tmp_path):
-    path, _, _, files = exported
-    np.save(tmp_path / "gray.npy", np.zeros((28, 28, 1), "uint8"))
-    result = _client(f"--model_path={path}", files[0], str(tmp_path / "gray.npy"))
+def test_client_command_line_gives_one_line_and_no_traceback(command_runs):
+    result, _ = command_runs["gray"]
     assert result.returncode == 1
     assert re.search(
         r"error: .*gray.npy: shape \[28, 28, 1\] does not fit the model's input \[32, 32, 3\]", result.stderr
@@ -152,14 +157,10 @@ def test_client_command_line_gives_one_line_and_no_traceback(exported, tmp_path)
     assert result.stdout == ""  # every input is checked before any is classified
 
 
+# The command line once (NaN); inf and -inf take the same path, checked in-process by the next test.
 @pytest.mark.slow
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_client_command_line_refuses_non_finite_pixels(exported, tmp_path, bad):
-    path, *_ = exported
-    images = np.full((2, 32, 32, 3), 128.0, "float32")
-    images[1, 5, 7, 2] = bad
-    np.save(tmp_path / "bad.npy", images)
-    result = _client(f"--model_path={path}", str(tmp_path / "bad.npy"))
+def test_client_command_line_refuses_non_finite_pixels(command_runs):
+    result, tmp_path = command_runs["non_finite"]
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
@@ -168,6 +169,19 @@ def test_client_command_line_refuses_non_finite_pixels(exported, tmp_path, bad):
     ], result.stderr[-2000:]
     assert "Traceback" not in result.stderr + result.stdout and "Warning" not in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_client_refuses_non_finite_pixels_with_the_message_the_command_prints(exported, tmp_path, bad):
+    path, *_ = exported
+    images = np.full((2, 32, 32, 3), 128.0, "float32")
+    images[1, 5, 7, 2] = bad
+    np.save(tmp_path / "bad.npy", images)
+    with pytest.raises(serving.ConfigError) as error:
+        serving.Classifier(path).classify([str(tmp_path / "bad.npy")])
+    assert str(error.value) == (
+        f"{tmp_path / 'bad.npy'}: 1 pixel value is not finite (NaN or inf); the model takes float32 pixels in [0, 255]"
+    )
 
 
 def test_client_refuses_a_folder_that_is_not_an_export(tmp_path):

@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import background
 import keras
 import numpy as np
 import pytest
 import references
 import tensorflow as tf
+from commands import run_concurrently
 from conftest import MINI, REPO
 
 from introspective_tf import methods, models
@@ -369,28 +371,60 @@ def test_training_images_are_the_first_training_images_unaugmented(mini_dataset)
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "introspective_tf.tools.target_content", *args],
+    return [sys.executable, "-m", "introspective_tf.tools.target_content", *args]
+
+
+# The models the module fixture `saved_models` makes ("model": seed 0, "teacher": seed 1), made again by a
+# process of the background job.
+SAVED_MODELS = (
+    "import sys, keras; from introspective_tf import models\n"
+    "for name, seed in (('model', 0), ('teacher', 1)):\n"
+    "    keras.utils.set_random_seed(seed)\n"
+    "    models.small_cnn((32, 32, 3), 10).save(f'{sys.argv[1]}/{name}.keras')\n"
+)
+
+
+@background.fixture
+def target_content_cli(folder):
+    """The command on two models, and on a missing one, both at once (tests/commands.py), in the background
+    (tests/background.py): {"wrote": (result, output, figure), "missing": (result, folder)}."""
+    if not (MINI / "train").is_dir():
+        pytest.skip("real data not found")
+    done = subprocess.run(
+        [sys.executable, "-c", SAVED_MODELS, str(folder)], cwd=REPO, env=ENV, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    output, figure = folder / "results" / "target_content.json", folder / "results" / "target_content.png"
+    (folder / "missing").mkdir()
+    missing = folder / "missing" / "missing.keras"
+    wrote, refused = run_concurrently(
+        [
+            _cli(
+                f"--model_path={folder / 'model.keras'}",
+                f"--teacher={folder / 'teacher.keras'}",
+                f"--dataset=folder:{MINI}",
+                "--num_images=40",
+                "--batch_size=20",
+                f"--output={output}",
+                f"--figure={figure}",
+            ),
+            _cli(
+                f"--model_path={missing}",
+                f"--teacher={missing}",
+                f"--output={folder / 'missing' / 'out.json'}",
+                "--figure=",
+            ),
+        ],
         cwd=REPO,
         env=ENV,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
+    return {"wrote": (wrote, output, figure), "missing": (refused, folder / "missing")}
 
 
 @pytest.mark.slow
-def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
-    output, figure = tmp_path / "results" / "target_content.json", tmp_path / "results" / "target_content.png"
-    result = _cli(
-        f"--model_path={saved_models['model']}",
-        f"--teacher={saved_models['teacher']}",
-        f"--dataset={mini_dataset}",
-        "--num_images=40",
-        "--batch_size=20",
-        f"--output={output}",
-        f"--figure={figure}",
-    )
+def test_cli_writes_json_and_figure(target_content_cli):
+    result, output, figure = target_content_cli["wrote"]
     assert result.returncode == 0, result.stderr[-3000:]
     content = json.loads(output.read_text())
     assert content["num_images"] == 40 and content["eval_split"] == "validation"
@@ -409,13 +443,8 @@ def test_cli_writes_json_and_figure(saved_models, mini_dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_missing_model_is_one_error_line(tmp_path):
-    result = _cli(
-        f"--model_path={tmp_path / 'missing.keras'}",
-        f"--teacher={tmp_path / 'missing.keras'}",
-        f"--output={tmp_path / 'out.json'}",
-        "--figure=",
-    )
+def test_cli_missing_model_is_one_error_line(target_content_cli):
+    result, tmp_path = target_content_cli["missing"]
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -2,7 +2,6 @@
 
 import dataclasses
 import os
-import subprocess
 import sys
 
 import keras
@@ -10,6 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 import references
+from commands import run_concurrently
 from conftest import MINI, REPO
 
 from introspective_tf import ConfigError, export, methods, models
@@ -105,22 +105,42 @@ def test_load_classifier_accepts_every_kind_of_saved_model(model_and_batch, tmp_
         visualize.load_classifier(str(tmp_path / "nothing-here"))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("explainer", ["gradcam", "saliency"])
-def test_explain_py_draws_a_figure_from_an_export(model_and_batch, tmp_path, explainer):
+@pytest.fixture(scope="module")
+def explain_py(model_and_batch, tmp_path_factory):
+    """explain.py as a user runs it, twice at once (tests/commands.py): {"figure": (result, output) of
+    a figure from an export, "refused": (result, tmp folder) of a 7-class model on the 10-class data}."""
     backbone, *_ = model_and_batch
-    export.export_classifier(backbone, str(tmp_path / "export"))
-    output = tmp_path / "explanations.png"
-    command = [
-        sys.executable,
-        str(REPO / "explain.py"),
-        f"--model_path={tmp_path / 'export'}",
-        f"--dataset=folder:{MINI}",
-        "--num_images=3",
-        f"--explainer={explainer}",
-        f"--output={output}",
+    figure, refused = tmp_path_factory.mktemp("explain_py"), tmp_path_factory.mktemp("explain_py_refused")
+    export.export_classifier(backbone, str(figure / "export"))
+    keras.utils.set_random_seed(0)
+    models.build("small_cnn", (32, 32, 3), 7).save(refused / "model.keras")
+    # One explainer: explain.py passes --explainer through to visualize.explain, whose saliency and
+    # smoothgrad maps (and their warnings) are tested in-process above and below.
+    commands = [
+        [
+            sys.executable,
+            str(REPO / "explain.py"),
+            f"--model_path={figure / 'export'}",
+            f"--dataset=folder:{MINI}",
+            "--num_images=3",
+            "--explainer=gradcam",
+            f"--output={figure / 'explanations.png'}",
+        ],
+        [
+            sys.executable,
+            str(REPO / "explain.py"),
+            f"--model_path={refused / 'model.keras'}",
+            f"--dataset=folder:{MINI}",
+            f"--output={refused / 'x.png'}",
+        ],
     ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    results = run_concurrently(commands, cwd=REPO, env=dict(os.environ), timeout=300)
+    return {"figure": (results[0], figure / "explanations.png"), "refused": (results[1], refused)}
+
+
+@pytest.mark.slow
+def test_explain_py_draws_a_figure_from_an_export(explain_py):
+    result, output = explain_py["figure"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == f"wrote {output}\n" and result.stderr == ""  # no library warning, no source line
     assert matplotlib.image.imread(output).shape[0] > 3 * 150
@@ -140,17 +160,8 @@ def test_the_maps_raise_no_warning(model_and_batch, explainer):
 
 
 @pytest.mark.slow
-def test_explain_py_refuses_a_model_for_other_data_with_one_line(tmp_path):
-    keras.utils.set_random_seed(0)
-    models.build("small_cnn", (32, 32, 3), 7).save(tmp_path / "model.keras")
-    command = [
-        sys.executable,
-        str(REPO / "explain.py"),
-        f"--model_path={tmp_path / 'model.keras'}",
-        f"--dataset=folder:{MINI}",
-        f"--output={tmp_path / 'x.png'}",
-    ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+def test_explain_py_refuses_a_model_for_other_data_with_one_line(explain_py):
+    result, tmp_path = explain_py["refused"]
     assert result.returncode == 1
     assert "error: the model has 7 classes but" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout and not (tmp_path / "x.png").exists()
