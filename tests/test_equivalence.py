@@ -75,6 +75,17 @@ def test_replay_keeps_epoch_dependent_settings_and_shrinks_the_rest():
         equivalence.replay_flags({**_row("standard", "h")["config"], "momentum": 0.5}, "/mini", "/out")
 
 
+def test_replay_passes_only_the_set_one_of_an_exclusive_pair():
+    """A row records every hyper-parameter; train.py refuses both of an exclusive pair, so the replay
+    leaves out the one at its default (here tau, when the true-class mass sets it)."""
+    config = _row("introspective", "h", similarity_temperature=0.01, target_true_mass=0.75)["config"]
+    flags = equivalence.replay_flags(config, "/mini", "/out")
+    assert "--target_true_mass=0.75" in flags and not any(f.startswith("--similarity_temperature") for f in flags)
+    config = _row("introspective", "h", similarity_temperature=0.05, target_true_mass=0.0)["config"]
+    flags = equivalence.replay_flags(config, "/mini", "/out")
+    assert "--similarity_temperature=0.05" in flags and not any(f.startswith("--target_true_mass") for f in flags)
+
+
 @background.fixture
 def refactors_checked(tmp_path):
     """equivalence.check on a copy of the code with a neutral refactor and a behaviour change, against a copy

@@ -32,6 +32,7 @@ import tarfile
 import tempfile
 from typing import Any
 
+from introspective_tf import methods
 from introspective_tf.errors import ConfigError
 from introspective_tf.tools import study
 from introspective_tf.training import provenance, records
@@ -94,7 +95,7 @@ def replay_flags(config: dict[str, Any], data: str, output_dir: str, teacher_mod
         if config.get(name, _NO_FLAG[name]) != _NO_FLAG[name]:
             raise ConfigError(f"cannot replay a run with {name}={config[name]}: train.py has no flag for it")
     values = {k: v for k, v in config.items() if k not in _NOT_FLAGS}
-    values.update({k: v for k, v in config.get("hparams", {}).items() if k != "teacher"})
+    values.update({k: v for k, v in _one_of_each_exclusive_pair(config).items() if k != "teacher"})
     values.update(
         _REPLAY,
         epochs=_epochs_needed(config),
@@ -108,6 +109,20 @@ def replay_flags(config: dict[str, Any], data: str, output_dir: str, teacher_mod
     if teacher_model:
         values["teacher"] = teacher_model
     return [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(values.items()) if v is not None]
+
+
+def _one_of_each_exclusive_pair(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's hyper-parameters without the default-valued one of each pair its method declares
+    exclusive: a row records every hyper-parameter, but train.py refuses both of such a pair given."""
+    hparams = dict(config.get("hparams", {}))
+    method = methods.METHODS.get(config["method"])
+    declared = method.hyperparameters() if method else {}
+    for pair in getattr(method, "exclusive_hyperparameters", ()):
+        if all(name in hparams for name in pair):
+            at_default = [name for name in pair if name in declared and hparams[name] == declared[name].default]
+            if at_default:
+                del hparams[at_default[0]]
+    return hparams
 
 
 def _replay(tree: str, config: dict[str, Any], data: str, scratch: str, name: str, teacher: dict | None) -> dict:
