@@ -12,6 +12,12 @@ C10="$C10,$GRADIENT;explanation_implementation=batch_jacobian,$GRADIENT;explanat
 C10="$C10,introspective:explanation=gradient_x_input,$GRADIENT;explanation_mode=shared"
 C10="$C10,$GRADIENT;explanation_estimator=jvp;num_probes=1,$GRADIENT;explanation_estimator=jvp;num_probes=4"
 C10="$C10,introspective:explanation_layer=stage2_block3_out,label_smoothing,pskd,tfkd_reg,dml"
+# The softness set by the true-class mass (per batch, per example), and the teacher-free targets built on
+# the model's own predictions (issue: PS-KD with explanation-ordered wrong classes; Online Label Smoothing).
+C10="$C10,introspective:target_true_mass=0.75,introspective:target_true_mass=0.75;target_mass_scope=example"
+C10="$C10,$GRADIENT;target_true_mass=0.75,pskd_explained,online_label_smoothing"
+# TensorBoard's explanation images: a step plus an epoch end it does not draw at; one epoch it draws.
+C10="$C10,standard+explanation_images,standard+explanation_images_drawn"
 $PY -m introspective_tf.tools.benchmark --model=resnet20 --num_classes=10 --rounds=3 --steps=4 --methods="$C10" --output="$OUT"
 # At C = 100 the vectorised exact implementations would need 10-20 GB; the loop is the exact path.
 C100="standard,introspective,introspective:explanation_mode=inference,$GRADIENT"

@@ -130,6 +130,7 @@ def test_corrupt_image_names_the_file(previous_run, tmp_path, mini_dataset):
 
 def test_tfds_without_network_says_how_to_use_local_data(previous_run, tmp_path, monkeypatch):
     monkeypatch.setattr(data_lib, "DOWNLOAD_PROBE", ("unreachable.invalid", 443))  # never downloads in tests
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)  # an earlier test may have imported it
     with pytest.raises(
         ConfigError, match=r"no network to download it: point --data_dir=DIR .* or use --dataset=folder:ROOT"
     ):
