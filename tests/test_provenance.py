@@ -36,8 +36,12 @@ def test_code_hash_ignores_comments_docstrings_and_method_defaults_but_not_code(
     data_module = package_copy / "training" / "data.py"
     _edit(data_module, '"""Input pipelines', '"""Reworded: input pipelines')
     _edit(data_module, "    def fix(image, label):", "    def fix(image, label):  # a comment")
-    _edit(package_copy / "methods" / "label_smoothing.py", "smoothing: float = 0.1", "smoothing: float = 0.2")
-    _edit(package_copy / "methods" / "dml.py", "peers >= 2", "peers >= 3")  # another method
+    _edit(
+        package_copy / "methods" / "label_smoothing.py",
+        "smoothing: UnitInterval = 0.1",
+        "smoothing: UnitInterval = 0.2",
+    )
+    _edit(package_copy / "methods" / "dml.py", "Range(2)] = 2", "Range(2)] = 3")  # another method
     assert provenance.code_hash("label_smoothing.py") == before
     _edit(
         package_copy / "methods" / "label_smoothing.py",
