@@ -12,7 +12,7 @@ from introspective_tf.training import records
 
 COMMON = (
     "common --dataset={data} --model=small_cnn --epochs=1 --steps_per_epoch=3 --batch_size=32 "
-    "--learning_rate=0.05 --eval_split=validation --validation_split=0.1\n"
+    "--learning_rate=0.05 --eval_split=validation --validation_split=0.1 --explanation_images_every=0\n"
 )
 
 

@@ -182,6 +182,7 @@ def multiworker_run(tmp_path):
         f"--output_dir={run_dir}",
         "--export_dir=none",
         "--verbose=2",
+        "--explanation_images_every=0",  # drawn where it is tested (test_explanation_images.py)
     ]
     workers = []
     for index in range(2):

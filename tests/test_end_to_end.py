@@ -26,6 +26,7 @@ def _command(tmp_path, dataset, *flags):
         f"--output_dir={tmp_path / 'run'}",
         f"--export_dir={tmp_path / 'export'}",
         "--verbose=2",
+        "--explanation_images_every=0",  # drawn where it is tested (test_explanation_images.py)
         *flags,
     ]
 

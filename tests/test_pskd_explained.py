@@ -294,6 +294,7 @@ def pskd_explained_train_py(tmp_path):
         f"--output_dir={tmp_path / 'run'}",
         f"--export_dir={tmp_path / 'export'}",
         "--verbose=2",
+        "--explanation_images_every=0",  # drawn where it is tested (test_explanation_images.py)
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

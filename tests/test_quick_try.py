@@ -31,6 +31,7 @@ def _run(folder: pathlib.Path, dataset: str, **overrides) -> tuple[dict, list[di
         output_dir=str(folder),
         export_dir="none",
         verbose=0,
+        explanation_images_every=0,  # drawn where it is tested (test_explanation_images.py)
         **overrides,
     )
     results = experiment.run(config)

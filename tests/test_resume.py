@@ -28,6 +28,7 @@ def _command(dataset, run_dir, *flags):
         f"--output_dir={run_dir}",
         "--export_dir=none",
         "--verbose=2",
+        "--explanation_images_every=0",  # drawn where it is tested (test_explanation_images.py)
         *flags,
     ]
 
@@ -108,6 +109,7 @@ def test_deterministic_runs_with_the_same_seed_give_identical_results(tmp_path, 
             output_dir=str(tmp_path / name),
             export_dir="none",
             verbose=0,
+            explanation_images_every=0,  # drawn where it is tested (test_explanation_images.py)
         )
         experiment.run(config)
         results = json.loads((tmp_path / name / "results.json").read_text())
@@ -146,6 +148,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mini_datase
         output_dir=str(tmp_path / "run"),
         export_dir="none",
         verbose=0,
+        explanation_images_every=0,  # drawn where it is tested (test_explanation_images.py)
     )
     with pytest.raises(ConfigError, match=r"training diverged .* the last good weights \(epoch 2\) are in"):
         experiment.run(config)
@@ -175,6 +178,7 @@ def test_a_run_that_diverges_in_its_first_epoch_stops_with_one_message_and_write
         output_dir=str(tmp_path / "run"),
         export_dir="none",
         verbose=0,
+        explanation_images_every=0,  # drawn where it is tested (test_explanation_images.py)
     )
     with pytest.raises(ConfigError, match=r"training diverged .* no epoch of this run ended with finite weights"):
         experiment.run(config)

@@ -158,6 +158,7 @@ def test_a_short_real_run_records_the_mass_it_was_given(tmp_path, mini_dataset):
             f"--output_dir={out}",
             "--export_dir=none",
             "--verbose=0",
+            "--explanation_images_every=0",  # drawn where it is tested (test_explanation_images.py)
         ],
         "test",
     )
