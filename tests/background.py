@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-_JOBS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {}
+JOBS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {}
 _started: dict[str, concurrent.futures.Future] = {}
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -27,8 +27,8 @@ def fixture(job: Callable[..., Any] | None = None, *, needs: tuple[str, ...] = (
     if job is None:
         return lambda job: fixture(job, needs=needs)
     name = job.__name__
-    assert name not in _JOBS, f"two background jobs named {name}"
-    _JOBS[name] = (job, needs)
+    assert name not in JOBS, f"two background jobs named {name}"
+    JOBS[name] = (job, needs)
 
     @pytest.fixture(scope="module", name=name)
     def result(tmp_path_factory):
@@ -43,8 +43,8 @@ def start(names: list[str], tmp_path_factory) -> None:
     here, in the main thread)."""
     global _pool
     for name in names:
-        if name in _JOBS and name not in _started:
-            job, needs = _JOBS[name]
+        if name in JOBS and name not in _started:
+            job, needs = JOBS[name]
             start(list(needs), tmp_path_factory)
             _pool = _pool or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="background-commands")
             _started[name] = _pool.submit(_run, job, tmp_path_factory.mktemp(name), needs)

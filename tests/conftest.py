@@ -32,6 +32,15 @@ def _split_cpu_in_two() -> None:
 _split_cpu_in_two()
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Modules whose tests read a background job's result run last, whole and in their order, so their jobs
+    (started when the session starts) run beside the other tests instead of being waited for."""
+    import background
+
+    waiting = {item.module for item in items if set(getattr(item, "fixturenames", ())) & set(background.JOBS)}
+    items[:] = [item for item in items if item.module not in waiting] + [i for i in items if i.module in waiting]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def background_commands(request, tmp_path_factory):
     """Starts the background jobs (tests/background.py) that the selected tests use, in the order they

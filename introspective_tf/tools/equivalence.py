@@ -138,6 +138,8 @@ def _replay(tree: str, config: dict[str, Any], data: str, scratch: str, name: st
 
 def _run_train(tree: str, flags: list[str]) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": tree}
+    if os.path.isfile(os.path.join(tree, "introspective_tf", "training", "explanation_images.py")):
+        flags = [*flags, "--explanation_images_every=0"]  # pictures change nothing a run learns: seconds saved
     done = subprocess.run(
         [sys.executable, os.path.join(tree, "train.py"), *flags], cwd=tree, env=env, capture_output=True, text=True
     )
