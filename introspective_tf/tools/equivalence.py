@@ -67,16 +67,7 @@ _NOT_FLAGS = (
     "explanation_images_every",  # draws, never trains; older code has no such flag
 )
 _NO_FLAG = {"momentum": 0.9}  # ExperimentConfig fields without a train.py flag, at their defaults
-_NOT_DISTINCT = (
-    "seed",
-    "output_dir",
-    "export_dir",
-    "verbose",
-    "validation_freq",
-    "validation_steps",
-    "data_cache_dir",
-    "explanation_images_every",
-)
+_NOT_DISTINCT = ("seed", *study.NOT_COMPARED)  # what makes runs of one configuration differ, not its code
 _REPLAY = {"epochs": 3, "steps_per_epoch": 1, "batch_size": 32, "train_limit": 256}
 
 

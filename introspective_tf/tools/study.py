@@ -40,7 +40,7 @@ from introspective_tf.training import experiment, provenance, records, run_flags
 EQUIVALENCE_PATH = os.path.join(provenance.REPOSITORY_DIR, "results", "code_equivalence.jsonl")
 
 # Fields that change where a run writes or how much it prints, validates or draws, not what it learns.
-_NOT_COMPARED = (
+NOT_COMPARED = (
     "output_dir",
     "export_dir",
     "verbose",
@@ -190,7 +190,7 @@ def _with_new_fields(config: dict[str, Any]) -> dict[str, Any]:
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A run's configuration as compared for reuse: the method's hyper-parameters resolved."""
-    config = {k: v for k, v in _with_new_fields(config).items() if k not in _NOT_COMPARED}
+    config = {k: v for k, v in _with_new_fields(config).items() if k not in NOT_COMPARED}
     declared = methods.get(config["method"]).hyperparameters()  # older train.py runs recorded every method's flags
     config["hparams"] = methods.resolve(
         config["method"], {k: v for k, v in config.get("hparams", {}).items() if k in declared}
