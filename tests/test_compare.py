@@ -107,20 +107,18 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
         COMMON.format(data=mini_dataset) + f"report {report}\nseeds 0\n"
         "teacher --method=standard\n"
         "label_smoothing --method=label_smoothing --smoothing=0.1\n"
-        "confidence_penalty --method=confidence_penalty --penalty=0.1\n"
         "kd --method=kd --kd_target=full --alpha=0.9 --temperature=4\n"
-        "kd_uniform_non_gt --method=kd --kd_target=uniform_non_gt --alpha=0.9 --temperature=4\n"
     )
     config.write_text(text)
     runs_dir = tmp_path / "runs"
     compare.compare(str(config), str(runs_dir))
     assert all(line.endswith("training") for line in _lines(capsys.readouterr().out))
-    for name in ("teacher", "label_smoothing", "confidence_penalty", "kd", "kd_uniform_non_gt"):
+    for name in ("teacher", "label_smoothing", "kd"):
         results = json.loads((runs_dir / f"{name}-seed0" / "results.json").read_text())
         assert results["compare_run"] == name and 0.0 <= results["eval_accuracy"] <= 1.0
     markdown = report.read_text()
     assert (
-        "| kd_uniform_non_gt | kd | small_cnn | `--kd_target=uniform_non_gt --alpha=0.9 --temperature=4` | 0 |"
+        "| kd | kd | small_cnn | `--kd_target=full --alpha=0.9 --temperature=4` | 0 |"
         in markdown
     )
     assert "not run" not in markdown and "validation split (100 images held out" in markdown
@@ -133,14 +131,14 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     assert status.pop("label_smoothing") == "training"
     data = runs_dir / "runs.jsonl"
     assert status == {
-        name: f"reusing a row of {data}" for name in ("teacher", "confidence_penalty", "kd", "kd_uniform_non_gt")
+        name: f"reusing a row of {data}" for name in ("teacher", "kd")
     }
     assert (
         json.loads((runs_dir / "label_smoothing-seed0" / "results.json").read_text())["config"]["hparams"]["smoothing"]
         == 0.2
     )
     rows = records.read(str(data))
-    assert len(rows) == 6 and all(
+    assert len(rows) == 4 and all(
         r["provenance"]["code_hash"] and r["provenance"]["machine"]["cpu_count"] for r in rows
     )
     assert "train_loss_history" not in rows[0] and 0.0 <= rows[0]["final_train_metrics"]["accuracy"] <= 1.0
@@ -149,12 +147,12 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     assert "val_accuracy" not in rows[0]["epoch_history"]
 
     # A row made before a measurement was recorded gets it from its run folder, when that still exists.
-    penalty = next(r for r in rows if r["compare_run"] == "confidence_penalty")
-    records.add(str(data), {k: v for k, v in penalty.items() if k not in ("epoch_history", "train_eval_accuracy")})
+    older = next(r for r in rows if r["compare_run"] == "kd")
+    records.add(str(data), {k: v for k, v in older.items() if k not in ("epoch_history", "train_eval_accuracy")})
     compare.compare(str(config), str(runs_dir))
     assert all(line.endswith(f"reusing a row of {data}") for line in _lines(capsys.readouterr().out))
-    assert records.read(str(data))[-1]["epoch_history"] == penalty["epoch_history"]
-    assert records.read(str(data))[-1]["train_eval_accuracy"] == penalty["train_eval_accuracy"]
+    assert records.read(str(data))[-1]["epoch_history"] == older["epoch_history"]
+    assert records.read(str(data))[-1]["train_eval_accuracy"] == older["train_eval_accuracy"]
 
     # --notrain makes the report from the data file alone (no run folders), and marks what is missing.
     shutil.rmtree(runs_dir / "kd-seed0")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 
+import background
 import nbformat
 import pytest
 from conftest import REPO
@@ -138,33 +139,53 @@ def test_the_install_cell_in_a_checkout_installs_nothing(tmp_path):
     assert os.path.samefile(result.stdout.strip(), REPO)
 
 
-@pytest.fixture(scope="module")
-def notebook_outputs(tmp_path_factory) -> pathlib.Path:
-    """One output folder for the three notebooks, as for a user who runs them in order: 02 reuses 01's export."""
-    return tmp_path_factory.mktemp("notebook_outputs")
+@background.fixture
+def executed_notebooks(folder: pathlib.Path) -> dict:
+    """{notebook name: (the executed notebook or the error it raised, its figures added, whether an export was
+    there before it)}: the three notebooks run in order in one output folder, as for a user who runs them in
+    order (02 reuses 01's export), in the background (tests/background.py)."""
+    from conftest import MINI
+
+    if not (MINI / "train").is_dir():
+        pytest.skip(f"real data not found at {MINI} (set INTROSPECTIVE_DATA)")
+    outputs = folder / "outputs"
+    env = {
+        **os.environ,
+        "INTROSPECTIVE_NOTEBOOK_QUICK": "1",
+        "INTROSPECTIVE_NOTEBOOK_DATASET": f"folder:{MINI}",
+        "INTROSPECTIVE_NOTEBOOK_OUTPUT": str(outputs),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        # The kernel spec runs `python`: make that this interpreter, whatever the PATH.
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    }
+    executed = {}
+    for path in NOTEBOOKS:
+        exported_before = (outputs / "export" / "saved_model.pb").is_file()
+        figures_before = set(outputs.rglob("*.png"))
+        notebook = nbformat.read(path, as_version=4)
+        client = NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        )
+        try:
+            client.execute(env=env)  # raises on any failing cell
+        except Exception as error:  # noqa: BLE001  reported by this notebook's test
+            notebook = error
+        executed[path.stem] = (notebook, set(outputs.rglob("*.png")) - figures_before, exported_before, outputs)
+    return executed
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path: pathlib.Path, notebook_outputs, monkeypatch, mini_dataset):
-    monkeypatch.setenv("INTROSPECTIVE_NOTEBOOK_QUICK", "1")
-    monkeypatch.setenv("INTROSPECTIVE_NOTEBOOK_DATASET", mini_dataset)
-    monkeypatch.setenv("INTROSPECTIVE_NOTEBOOK_OUTPUT", str(notebook_outputs))
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    # The kernel spec runs `python`: make that this interpreter, whatever the PATH.
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    exported_before = (notebook_outputs / "export" / "saved_model.pb").is_file()
-    figures_before = set(notebook_outputs.rglob("*.png"))
-    notebook = nbformat.read(path, as_version=4)
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()  # raises on any failing cell
+def test_notebook_runs(path: pathlib.Path, executed_notebooks):
+    notebook, new_figures, exported_before, output_folder = executed_notebooks[path.stem]
+    if isinstance(notebook, Exception):
+        raise notebook
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert images, "every tutorial shows at least one figure"
-    assert set(notebook_outputs.rglob("*.png")) - figures_before, "figures are also written to the output folder"
+    assert new_figures, "figures are also written to the output folder"
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "INFO:" not in printed and "cuInit" not in printed, printed  # no start-up or INFO noise
     if path.name.startswith("02_") and exported_before:
-        assert f"reusing {notebook_outputs / 'export'}" in printed  # notebook 01's model, not a new one
+        assert f"reusing {output_folder / 'export'}" in printed  # notebook 01's model, not a new one

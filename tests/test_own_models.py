@@ -133,15 +133,16 @@ def test_a_nested_keras_application_is_explained_at_its_output_by_every_method(t
 @pytest.mark.parametrize(
     "name, layer", [("MobileNetV2", "out_relu"), ("ResNet50V2", "post_relu"), ("EfficientNetB0", "top_activation")]
 )
-def test_keras_applications_train_and_export(name, layer, tmp_path_factory, tmp_path):
+def test_keras_applications_are_explained_at_their_last_feature_map_and_train(name, layer, tmp_path_factory):
     """Every method on the smallest application; on the larger ones introspection, the method whose step
     depends on the layer found (pskd_explained explains with the same Explainer; the others reach a model
-    only through its call, and train on the Sequential model, the nested application and MobileNetV2)."""
+    only through its call, and train on the Sequential model, the nested application and MobileNetV2).
+    Exporting is the same code for any model: tested on the nested application (an application inside a
+    model of yours) and on every backbone of the zoo (test_models.py), not again on each application."""
     model = application(name)
     assert explanations.resolve_layer(model, explanations.DEFAULT_LAYER) == (layer, True)
     for method in methods.METHODS if name == "MobileNetV2" else ["introspective"]:
         one_step(model, method, hyperparameters(method, tmp_path_factory))
-    exports(model, tmp_path / "export")
 
 
 @pytest.mark.slow
