@@ -150,7 +150,32 @@ def test_soft_target_parts_table_compares_each_kd_variant_seed_by_seed(monkeypat
     assert lines[2].startswith("| kd | the teacher's soft target | 2 | 74.50 ± 0.71 | +3.50 (+4.00, +3.00) | - |")
     assert lines[3].endswith("| 2 | 71.50 ± 0.71 | +0.50 (+1.00, +0.00) | -3.00 (-3.00, -3.00) |")
     assert lines[4].startswith("| kd_shuffled_non_gt |") and "not run yet" in lines[4]
-    assert [line.split(" | ")[0] for line in lines[5:]] == ["| introspective", "| introspective_input_gradient"]
+    assert [line.split(" | ")[0] for line in lines[5:]] == [
+        "| kd_constant_true_mass",
+        "| introspective",
+        "| introspective_gradcam_m0.9",
+        "| introspective_input_gradient",
+    ]
+
+
+def test_self_target_table_pairs_each_target_from_the_models_outputs_with_its_references(monkeypatch):
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
+    text = "standard --method=standard\npskd --method=pskd\nonline_label_smoothing --method=online_label_smoothing\n"
+    text += "kd --method=kd --teacher=t.keras\nexplained --method=pskd_explained\nlate --method=pskd_explained\n"
+    runs, _ = study.parse_config(text, "runs/x")
+    accuracy = {"standard": (0.70, 0.72), "pskd": (0.71, 0.74), "online_label_smoothing": (0.70, 0.70)}
+    accuracy.update(kd=(0.75, 0.76), explained=(0.72, 0.73))
+    groups = [(run, [_row(run.name, s, a) for s, a in enumerate(accuracy.get(run.name, ()))]) for run in runs]
+    lines = report.self_target_table(groups).splitlines()
+    assert lines[0].startswith("| run | method | seeds | holdout accuracy % | vs standard (per seed) | vs PS-KD")
+    assert lines[2:] == [
+        "| pskd | pskd | 2 | 72.50 ± 2.12 | +1.50 (+1.00, +2.00) | - | +2.50 (+1.00, +4.00) | -3.00 (-4.00, -2.00) |",
+        "| online_label_smoothing | online_label_smoothing | 2 | 70.00 ± 0.00 | -1.00 (+0.00, -2.00) "
+        "| -2.50 (-1.00, -4.00) | - | -5.50 (-5.00, -6.00) |",
+        "| explained | pskd_explained | 2 | 72.50 ± 0.71 | +1.50 (+2.00, +1.00) | +0.00 (+1.00, -1.00) "
+        "| +2.50 (+2.00, +3.00) | -3.00 (-3.00, -3.00) |",
+        "| late | pskd_explained | 0 | not run yet | | | | |",
+    ]  # standard and kd are references, not rows
 
 
 def test_teacher_free_table_sets_every_line_without_a_teacher_against_standard_and_introspection(monkeypatch):

@@ -358,9 +358,21 @@ SOFT_TARGET_PARTS = (
     ("kd", "the teacher's soft target"),
     ("kd_uniform_non_gt", "its true-class response, the rest spread evenly: no class similarity"),
     ("kd_shuffled_non_gt", "its true-class response and wrong-class values, shuffled among the wrong classes"),
+    ("kd_constant_true_mass", "the teacher's mean true-class mass for every example, the rest spread evenly"),
     ("introspective", "the self-explanation target (no teacher)"),
+    ("introspective_gradcam_m0.9", "the same, 0.9 of its mass on the true class (no teacher)"),
     ("introspective_input_gradient", "the same from input gradients, the paper's own explanation (no teacher)"),
 )
+
+# The teacher-free targets built from the model's own outputs, and the lines each is set against
+# (docs/findings.md says what each pair asks), in column order.
+SELF_TARGET_REFERENCES = (
+    ("standard", "standard"),
+    ("pskd", "PS-KD"),
+    ("online_label_smoothing", "OLS"),
+    ("kd", "KD"),
+)
+SELF_TARGET_METHODS = ("pskd", "online_label_smoothing", "pskd_explained")
 
 
 def soft_target_parts_table(groups: Groups) -> str:
@@ -377,6 +389,26 @@ def soft_target_parts_table(groups: Groups) -> str:
         body.append([name, what, len(rows), *cells])
     header = "run | what the student learns from | seeds | holdout accuracy % | vs standard (per seed)"
     return table(f"{header} | vs full KD (per seed)", body)
+
+
+def self_target_table(groups: Groups) -> str:
+    """Targets made from the model's own outputs: PS-KD (its previous prediction), Online Label Smoothing
+    (its class-mean prediction) and pskd_explained (PS-KD's true-class mass, the wrong classes by
+    explanation similarity), each against the references of SELF_TARGET_REFERENCES, seed by seed."""
+    by_name = {run.name: rows for run, rows in groups}
+    body = []
+    for run, rows in groups:
+        if run.config.method not in SELF_TARGET_METHODS:
+            continue
+        if not rows:
+            body.append([run.name, run.config.method, 0, "not run yet"])
+            continue
+        versus = [_versus(rows, by_name.get(name, [])) if name != run.name else "-" for name, _ in SELF_TARGET_REFERENCES]
+        body.append([run.name, run.config.method, len(rows), mean_std_cell(rows, _accuracy), *versus])
+    if not body:
+        return "Not measured yet."
+    header = ["run", "method", "seeds", f"{_split(groups)} accuracy %"]
+    return table([*header, *(f"vs {what} (per seed)" for _, what in SELF_TARGET_REFERENCES)], body)
 
 
 def teacher_free_table(groups: Groups) -> str:
@@ -488,6 +520,7 @@ def blocks(studies: Studies) -> dict[str, str]:
         "verdict": verdict(groups, comparison.judged, comparison.targets),
         "soft-target-parts": soft_target_parts_table(groups),
         "teacher-free": teacher_free_table(groups),
+        "self-targets": self_target_table(groups),
         "regime": regime_table(
             {c: g for c, (_, g) in studies.items()}, {c: earlier_teacher_rows(s, g) for c, (s, g) in studies.items()}
         ),
