@@ -137,7 +137,7 @@ def test_regime_table_keeps_a_replaced_teacher_as_a_marked_row(monkeypatch):
     old_teacher = {**_row("teacher", 0, 0.61, train=0.83), "model": "resnet56"}
     table = report.regime_table({"c.cfg": [(runs[0], [_row("standard", 0, 0.72)])]}, {"c.cfg": [old_teacher]})
     assert "| c.cfg | standard (resnet20) | 0 | 99.00 | 98.00 | 72.00 | 27.00 |" in table
-    assert "| c.cfg | earlier teacher, not used (resnet56) | 0 | 83.00 | 82.00 | 61.00 | 22.00 |" in table
+    assert "| c.cfg | earlier teacher (resnet56) | 0 | 83.00 | 82.00 | 61.00 | 22.00 |" in table
 
 
 def test_soft_target_parts_table_compares_each_kd_variant_seed_by_seed(monkeypatch):

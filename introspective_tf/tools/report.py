@@ -462,7 +462,7 @@ def regime_table(studies: dict[str, Groups], earlier_teachers: dict[str, list[di
                 body += [line(study, run.name, row) for row in sorted(rows, key=lambda r: r["config"]["seed"])]
             if run.name == "standard":
                 standard += [row for row in rows if row.get("train_eval_accuracy") is not None]
-        body += [line(study, "earlier teacher, not used", row) for row in (earlier_teachers or {}).get(config, [])]
+        body += [line(study, "earlier teacher", row) for row in (earlier_teachers or {}).get(config, [])]
     if not body:
         return "Not measured yet."
     header = "study | run | seed | train accuracy % | running train accuracy % | held-out accuracy % | gap (points)"
