@@ -315,6 +315,43 @@ def test_analyse_with_a_teacher_equal_to_the_introspective_target():
     assert tc.markdown_table(as_json) == table
 
 
+def test_analyse_the_explained_pskd_target_by_hand():
+    """pskd_explained's target as in its last epoch: (1 - alpha) + alpha p(y | x) on the true class, the rest
+    spread over the wrong classes by softmax(s / tau) of the Grad-CAM similarities (numpy, by definition)."""
+    keras.utils.set_random_seed(4)
+    backbone = models.small_cnn((32, 32, 3), 4)
+    rng = np.random.default_rng(4)
+    images, labels = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"), np.arange(16) % 4
+    alpha, tau = 0.6, 0.3
+    maps = references.per_class_gradcam_reference(backbone, images).numpy()
+    spread = references.soft_target(references.similarity_to_true_class(maps, labels), labels, "smoothing", tau, 1.0)
+    logits = backbone(images, training=False).numpy().astype(np.float64)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    rows = np.arange(len(labels))
+    mass = (1 - alpha) + alpha * probabilities[rows, labels]
+    reference = (1 - mass)[:, None] * spread
+    reference[rows, labels] = mass
+    np.testing.assert_allclose(reference.sum(axis=1), 1.0)
+    hparams = {"alpha": alpha, "similarity_temperature": tau, "explanation": "gradcam", "similarity": "cosine"}
+    result = tc.analyse(
+        backbone, lambda x: backbone(x), images, labels, hparams=hparams, method="pskd_explained", batch_size=16
+    )
+    intro = _non_gt_class_means_by_definition(reference, labels, 4)
+    np.testing.assert_allclose(result["matrices"]["intro"], intro, rtol=1e-4, atol=1e-6, equal_nan=True)
+    assert result["intro_true_class_mass"] == pytest.approx(mass.mean(), rel=1e-5)
+    assert result["intro_true_class_mass_std"] == pytest.approx(mass.std(), rel=1e-3, abs=1e-6)
+    assert result["method"] == "pskd_explained" and result["hparams"]["alpha"] == alpha
+    assert tc._softness(result["hparams"], result["method"]) == "PS-KD alpha 0.6, tau 0.3"
+    # A setting the method does not take, and a method whose target this tool does not know, are config errors.
+    with pytest.raises(ConfigError, match="soft_target"):
+        tc.analyse(
+            backbone, lambda x: backbone(x), images, labels, hparams={"soft_target": "softmax"}, method="pskd_explained"
+        )
+    with pytest.raises(ConfigError, match="pskd'"):
+        tc.analyse(backbone, lambda x: backbone(x), images, labels, method="pskd")
+
+
 def test_markdown_table_by_hand():
     result = {
         "class_names": ["cat", "dog", "car"],

@@ -403,7 +403,9 @@ def self_target_table(groups: Groups) -> str:
         if not rows:
             body.append([run.name, run.config.method, 0, "not run yet"])
             continue
-        versus = [_versus(rows, by_name.get(name, [])) if name != run.name else "-" for name, _ in SELF_TARGET_REFERENCES]
+        versus = [
+            _versus(rows, by_name.get(name, [])) if name != run.name else "-" for name, _ in SELF_TARGET_REFERENCES
+        ]
         body.append([run.name, run.config.method, len(rows), mean_std_cell(rows, _accuracy), *versus])
     if not body:
         return "Not measured yet."

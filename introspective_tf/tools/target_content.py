@@ -12,6 +12,7 @@ the training images it and the teacher saw, unaugmented):
 
 * q_intro [N, C]: the introspective soft target, by `Introspective.targets` itself (the hparams given
   by flags, explaining a separate inference-mode pass: the analysed model is trained, not training);
+  `--method=pskd_explained`: that method's target as in its last epoch (`self_target_fn`);
 * p_teacher [N, C] = softmax(teacher logits / T);
 * per true class y, the class mean of each example's non-ground-truth part renormalised over the C-1
   other classes: C x C matrices M_intro and M_teacher (rows sum to 1, diagonal NaN), and likewise
@@ -39,6 +40,7 @@ from absl import app, flags
 from introspective_tf import methods
 from introspective_tf import teacher as teacher_lib
 from introspective_tf.errors import ConfigError
+from introspective_tf.methods import pskd_explained
 from introspective_tf.tools import tables, visualize
 from introspective_tf.training import data as data_lib
 from introspective_tf.training import provenance, resume, run_flags
@@ -50,6 +52,9 @@ PAIRS = {  # key -> (first matrix, second matrix); the correlations this tool re
     "intro_vs_confusion": ("intro", "confusion"),
     "teacher_vs_confusion": ("teacher", "confusion"),
 }
+# The self-explanation targets this tool analyses (pskd_explained: PS-KD's true-class mass, its wrong classes
+# spread by explanation similarity).
+TARGET_METHODS = ("introspective", "pskd_explained")
 # The soft target's hyper-parameters this tool takes as flags (the rest keep the method's defaults).
 TARGET_HPARAMS = (
     "alpha",
@@ -169,12 +174,34 @@ def _nanmean(values: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------------- analysis
 
 
-def target_hparams(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The introspective method's defaults with `overrides`, explaining a separate inference pass
-    (the analysed model is trained: its BatchNorm statistics must be used, not moved)."""
-    hparams = methods.resolve("introspective", overrides)
+def target_hparams(overrides: dict[str, Any] | None = None, method: str = "introspective") -> dict[str, Any]:
+    """`method`'s defaults with `overrides`, explaining a separate inference pass (the analysed model
+    is trained: its BatchNorm statistics must be used, not moved)."""
+    if method not in TARGET_METHODS:
+        raise ConfigError(f"target_content analyses the target of {' or '.join(TARGET_METHODS)}, not '{method}'")
+    hparams = methods.resolve(method, overrides)
     hparams["explanation_mode"] = "inference"
     return hparams
+
+
+def self_target_fn(method: str, model: keras.Model, hparams: dict[str, Any]) -> Callable:
+    """(images, labels) -> q [B, C], the self-explanation target `method` trains with, from the code path
+    training uses. For `pskd_explained`, as in its last epoch: the true class gets (1 - alpha) + alpha p(y | x)
+    (a_T = alpha), p from the analysed model's own inference-mode prediction on the image as given (training
+    stores its augmented training-mode prediction of the epoch before), the rest spread by its explanations."""
+    trainer = methods.build(method, model, hparams)
+    if method == "introspective":
+        return tf.function(trainer.targets)
+    alpha = float(hparams["alpha"])
+
+    @tf.function
+    def explained_progressive(images, labels):
+        probabilities = tf.nn.softmax(model(images, training=False), axis=-1)
+        true_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
+        true_mass = (1.0 - alpha) + alpha * true_probability
+        return pskd_explained.explained_progressive_target(labels, true_mass, trainer.targets(images, labels))
+
+    return explained_progressive
 
 
 def analyse(
@@ -184,6 +211,7 @@ def analyse(
     labels: np.ndarray,
     *,
     hparams: dict[str, Any] | None = None,
+    method: str = "introspective",
     teacher_temperature: float = 4.0,
     batch_size: int = 128,
     class_names: Sequence[str] | None = None,
@@ -191,9 +219,9 @@ def analyse(
     """The matrices, per-class rank correlations and their means for `model` and `teacher`
     (images [N, H, W, C] in [0, 255] -> logits [N, C]) on these images.
 
-    q_intro comes from `methods.build("introspective", model, hparams).targets`, i.e. the code path
-    training uses; `hparams` override the method's defaults (see `target_hparams`). Arrays in the
-    result are numpy (NaN where undefined); `to_json` makes it JSON.
+    q_intro is `method`'s self-explanation target (`self_target_fn`: the code path training uses);
+    `hparams` override the method's defaults (see `target_hparams`). Arrays in the result are numpy
+    (NaN where undefined); `to_json` makes it JSON.
     """
     if teacher_temperature <= 0:
         raise ConfigError(f"teacher_temperature must be > 0, not {teacher_temperature}")
@@ -212,9 +240,8 @@ def analyse(
     if len(class_names) != num_classes:
         raise ConfigError(f"{len(class_names)} class names for a model of {num_classes} classes")
 
-    hparams = target_hparams(hparams)
-    trainer = methods.build("introspective", model, hparams)
-    targets_fn = tf.function(trainer.targets)
+    hparams = target_hparams(hparams, method)
+    targets_fn = self_target_fn(method, model, hparams)
     logits_fn = tf.function(lambda x: model(x, training=False))
     q_intro, p_teacher, predictions = [], [], []
     batch_size = min(batch_size, len(images))
@@ -250,6 +277,7 @@ def analyse(
         # How per-example each target is: the spread of the true-class mass over the images.
         "intro_true_class_mass_std": float(np.std(q_intro[np.arange(len(labels)), labels])),
         "teacher_true_class_mass_std": float(np.std(p_teacher[np.arange(len(labels)), labels])),
+        "method": method,
         "hparams": {k: v for k, v in hparams.items()},
         "teacher_temperature": float(teacher_temperature),
         "matrices": matrices,
@@ -318,8 +346,10 @@ def _analysed_images(result: dict) -> str:
     return f"first {result['num_images']} of {result['eval_split']}"
 
 
-def _softness(hparams: dict) -> str:
+def _softness(hparams: dict, method: str = "introspective") -> str:
     """The setting that made a target soft: tau, or the true-class mass it was solved for."""
+    if method == "pskd_explained":
+        return f"PS-KD alpha {hparams['alpha']:g}, tau {hparams['similarity_temperature']:g}"
     if hparams.get("target_true_mass"):
         return f"mass {hparams['target_true_mass']:g} ({hparams.get('target_mass_scope', 'batch')})"
     return str(hparams["similarity_temperature"])
@@ -342,7 +372,7 @@ def models_summary(results: list[dict], shown: dict, measured: str) -> str:
             _run_name(r["model_path"]),
             _analysed_images(r),
             f"{100 * r['model_accuracy']:.2f}",
-            _softness(r["hparams"]),
+            _softness(r["hparams"], r.get("method", "introspective")),
             _run_name(r["teacher_path"]),
             f"{100 * r['teacher_accuracy']:.2f}",
             *(f"{r['mean_rank_correlation'][key]:+.2f}" for key in PAIRS),
@@ -503,6 +533,7 @@ def run(
     batch_size: int = 128,
     teacher_temperature: float = 4.0,
     hparams: dict[str, Any] | None = None,
+    method: str = "introspective",
     training_images: bool = False,
     train_limit: int = 0,
 ) -> dict:
@@ -511,6 +542,7 @@ def run(
         raise ConfigError("give the model to analyse: --model_path=PATH (a model.keras, run folder or export)")
     if not teacher_path:
         raise ConfigError("give a teacher: --teacher=PATH (a model.keras or a SavedModel export)")
+    target_hparams(hparams, method)  # a bad method or setting fails before anything is loaded
     model = visualize.load_classifier(model_path)
     images, labels, data = load_images(
         dataset,
@@ -532,6 +564,7 @@ def run(
         images,
         labels,
         hparams=hparams,
+        method=method,
         teacher_temperature=teacher_temperature,
         batch_size=batch_size,
         class_names=data.class_names,
@@ -572,6 +605,12 @@ def _define_flags() -> None:
     )
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
     flags.DEFINE_float("teacher_temperature", 4.0, "T of the teacher's softmax(z / T), as in the kd runs.")
+    flags.DEFINE_enum(
+        "method",
+        "introspective",
+        list(TARGET_METHODS),
+        "Whose self-explanation target to analyse; settings not given keep that method's defaults.",
+    )
     run_flags.define_hyperparameter_flags("introspective", TARGET_HPARAMS)
     flags.DEFINE_string(
         "output", "target_content.json", "JSON file to write ('' for none); docs read results/target_content/*.json."
@@ -594,7 +633,8 @@ def main(argv):
             num_images=FLAGS.num_images,
             batch_size=FLAGS.batch_size,
             teacher_temperature=FLAGS.teacher_temperature,
-            hparams={name: FLAGS[name].value for name in TARGET_HPARAMS},
+            hparams={name: FLAGS[name].value for name in TARGET_HPARAMS if FLAGS[name].present},
+            method=FLAGS.method,
             training_images=FLAGS.images == "training",
             train_limit=FLAGS.train_limit,
         )
