@@ -6,6 +6,8 @@ this process. `@background.fixture` registers it and makes a module fixture of t
 session starts, tests/conftest.py starts the jobs that the selected tests use, one after the other in
 the order the tests need them, in one thread: the commands run on the second core while this process
 runs the tests before them. A fixture whose job was not started (a test run on its own) runs it then.
+A job that serves several parametrised tests runs its items with `each`, so that one failing item fails
+only its own test.
 """
 
 from __future__ import annotations
@@ -36,6 +38,28 @@ def fixture(job: Callable[..., Any] | None = None, *, needs: tuple[str, ...] = (
         return _started[name].result()
 
     return result
+
+
+class Outcomes(dict):
+    """{item: what `each`'s step returned for it}; reading an item whose step raised raises that error."""
+
+    def __getitem__(self, item):
+        outcome = super().__getitem__(item)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def each(items, step: Callable[[Any], Any]) -> Outcomes:
+    """`step(item)` for every item, in order; an item whose step raises keeps the error for its own test
+    and the next items still run."""
+    outcomes = Outcomes()
+    for item in items:
+        try:
+            outcomes[item] = step(item)
+        except Exception as error:  # noqa: BLE001  raised again when that item's test reads it
+            outcomes[item] = error
+    return outcomes
 
 
 def start(names: list[str], tmp_path_factory) -> None:

@@ -141,9 +141,10 @@ def test_the_install_cell_in_a_checkout_installs_nothing(tmp_path):
 
 @background.fixture
 def executed_notebooks(folder: pathlib.Path) -> dict:
-    """{notebook name: (the executed notebook or the error it raised, its figures added, whether an export was
-    there before it)}: the three notebooks run in order in one output folder, as for a user who runs them in
-    order (02 reuses 01's export), in the background (tests/background.py)."""
+    """{notebook path: (the executed notebook, its figures added, whether an export was there before it, the
+    output folder)}: the three notebooks run in order in one output folder, as for a user who runs them in
+    order (02 reuses 01's export), in the background (tests/background.py; `background.each`: a failing
+    notebook fails only its own test)."""
     from conftest import MINI
 
     if not (MINI / "train").is_dir():
@@ -158,28 +159,24 @@ def executed_notebooks(folder: pathlib.Path) -> dict:
         # The kernel spec runs `python`: make that this interpreter, whatever the PATH.
         "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
     }
-    executed = {}
-    for path in NOTEBOOKS:
+
+    def execute(path: pathlib.Path) -> tuple:
         exported_before = (outputs / "export" / "saved_model.pb").is_file()
         figures_before = set(outputs.rglob("*.png"))
         notebook = nbformat.read(path, as_version=4)
         client = NotebookClient(
             notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
         )
-        try:
-            client.execute(env=env)  # raises on any failing cell
-        except Exception as error:  # noqa: BLE001  reported by this notebook's test
-            notebook = error
-        executed[path.stem] = (notebook, set(outputs.rglob("*.png")) - figures_before, exported_before, outputs)
-    return executed
+        client.execute(env=env)  # raises on any failing cell
+        return notebook, set(outputs.rglob("*.png")) - figures_before, exported_before, outputs
+
+    return background.each(NOTEBOOKS, execute)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path: pathlib.Path, executed_notebooks):
-    notebook, new_figures, exported_before, output_folder = executed_notebooks[path.stem]
-    if isinstance(notebook, Exception):
-        raise notebook
+    notebook, new_figures, exported_before, output_folder = executed_notebooks[path]
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

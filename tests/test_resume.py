@@ -51,7 +51,12 @@ def _kill_mid_training_then_resume(dataset, run_dir, method) -> dict:
     """Trains, SIGKILLs the process once its backup holds epoch 2, runs the same command again; what the
     test reads."""
     command = _command(
-        dataset, run_dir, f"--method={method}", "--epochs=5", "--batch_size=20", "--steps_per_epoch=15",
+        dataset,
+        run_dir,
+        f"--method={method}",
+        "--epochs=5",
+        "--batch_size=20",
+        "--steps_per_epoch=15",
         "--train_limit=300",
     )
     state = run_dir / "backup" / "state.json"
@@ -78,27 +83,21 @@ def _kill_mid_training_then_resume(dataset, run_dir, method) -> dict:
 
 @background.fixture
 def killed_and_resumed(folder) -> dict:
-    """{method: what its killed and resumed train.py run left, or the error that stopped it}, in the
-    background (tests/background.py)."""
+    """{method: what its killed and resumed train.py run left}, in the background (tests/background.py;
+    `background.each`: an error fails only that method's test)."""
     from conftest import MINI
 
     if not (MINI / "train").is_dir():
         pytest.skip(f"real data not found at {MINI} (set INTROSPECTIVE_DATA)")
-    done = {}
-    for method in RESUMED:
-        try:
-            done[method] = _kill_mid_training_then_resume(f"folder:{MINI}", folder / method, method)
-        except Exception as error:  # noqa: BLE001  reported by this method's test
-            done[method] = error
-    return done
+    return background.each(
+        RESUMED, lambda method: _kill_mid_training_then_resume(f"folder:{MINI}", folder / method, method)
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", RESUMED)
 def test_sigkill_mid_training_then_same_command_resumes_and_finishes(killed_and_resumed, method):
     outcome = killed_and_resumed[method]
-    if isinstance(outcome, Exception):
-        raise outcome
     killed, resumed, run_dir = outcome["killed"], outcome["resumed"], outcome["run_dir"]
     assert not killed["results_written"]
     saved_epoch = killed["saved_epoch"]
