@@ -1,5 +1,8 @@
 """Generated tables: every table in README.md and docs/ equals what the committed run data gives."""
 
+import json
+import types
+
 import pytest
 
 from introspective_tf.errors import ConfigError
@@ -216,3 +219,31 @@ def test_target_content_rows_name_the_softness_setting_and_the_spread_over_image
     result = {"intro_true_class_mass": 0.75, "intro_true_class_mass_std": 0.125, "teacher_true_class_mass": 0.6}
     assert target_content._mass(result, "intro") == "0.750 ± 0.125"
     assert target_content._mass(result, "teacher") == "0.600"  # measured before the spread was recorded
+
+
+def test_replication_table_sets_every_row_of_a_replicated_run_and_seed_side_by_side(monkeypatch, tmp_path):
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
+    runs, _ = study.parse_config("common --eval_split=holdout\npskd --method=pskd\n", "runs/x")
+
+    def made(seed, accuracy, date, cpu, code="this-code"):
+        row = _row("pskd", seed, accuracy)
+        row["config"]["eval_split"] = "holdout"
+        row["provenance"] = {"code_hash": code, "date": date, "machine": {"cpu": cpu, "cpu_count": 2}}
+        return row
+
+    current = [made(0, 0.70, "2026-12-02T10:00", "Intel"), made(1, 0.71, "2026-12-02T11:00", "Intel")]
+    earlier = made(0, 0.72, "2026-11-26T10:00", "AMD", code="older-code")
+    data = tmp_path / "compare.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in [earlier, *current]))
+    comparison = types.SimpleNamespace(data_path=str(data))
+    replicated = [(runs[0], [made(0, 0.725, "2026-12-03T10:00", "AMD")])]
+    lines = report.replication_table(replicated, comparison, [(runs[0], current)]).splitlines()
+    assert lines[0].startswith("| run | seed | made | machine | training code | holdout accuracy % |")
+    assert lines[2:] == [
+        "| pskd | 0 | 2026-11-26 | AMD, 2 cores, no GPU | older-code | 72.00 | 99.00 | 1.000 | 5.00 "
+        "| no (earlier code) |",
+        "| pskd | 0 | 2026-12-02 | Intel, 2 cores, no GPU | this-code | 70.00 | 99.00 | 1.000 | 5.00 | yes |",
+        "| pskd | 0 | 2026-12-03 | AMD, 2 cores, no GPU | this-code | 72.50 | 99.00 | 1.000 | 5.00 "
+        "| no (the replication) |",
+    ]  # seed 1 was not replicated
+    assert report.replication_table([(runs[0], [])], comparison, [(runs[0], current)]).startswith("Not run yet")

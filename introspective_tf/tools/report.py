@@ -33,9 +33,10 @@ from introspective_tf.tools.study import (
 from introspective_tf.tools.tables import mean_std_cell, table
 from introspective_tf.training import provenance, records
 
-STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg")
+STUDIES = ("configs/sweep_cifar10.cfg", "configs/compare_cifar10.cfg", "configs/replicate_cifar10.cfg")
 COMPARISON = "configs/compare_cifar10.cfg"
 SWEEP = "configs/sweep_cifar10.cfg"
+REPLICATION = "configs/replicate_cifar10.cfg"  # comparison runs made again on another machine
 BENCHMARK_DATA = "results/benchmark.jsonl"
 TARGET_CONTENT_DIR = "results/target_content"  # one JSON per analysed model (target_content.py --output)
 TARGET_CONTENT_DETAIL = "compare_cifar10-introspective-seed0.json"  # the one whose per-class table the page shows
@@ -413,6 +414,51 @@ def self_target_table(groups: Groups) -> str:
     return table([*header, *(f"vs {what} (per seed)" for _, what in SELF_TARGET_REFERENCES)], body)
 
 
+def replication_table(replicated: Groups, comparison: Study, comparison_groups: Groups) -> str:
+    """Every row of a (run, seed) that the replication study made again, from the comparison's data and its
+    own, oldest first: which machine and code made each, what it scored, and whether the comparison counts it."""
+    counted = {id(row) for _, rows in comparison_groups for row in rows}
+    earlier = records.read(comparison.data_path)
+    body = []
+    for run, rows in replicated:
+        for seed in sorted({row["config"]["seed"] for row in rows}):
+            same = [
+                (row, "yes" if id(row) in counted else "no (earlier code)")
+                for _, group in comparison_groups
+                for row in group
+                if row.get("compare_run") == run.name and row["config"]["seed"] == seed
+            ]
+            same += [
+                (row, "no (earlier code)")
+                for row in earlier
+                if row.get("compare_run") == run.name
+                and row["config"]["seed"] == seed
+                and row["config"].get("eval_split") == run.config.eval_split
+                and not any(row == kept for kept, _ in same)
+            ]
+            same += [(row, "no (the replication)") for row in rows if row["config"]["seed"] == seed]
+            for row, used in sorted(same, key=lambda pair: pair[0]["provenance"]["date"]):
+                origin = row["provenance"]
+                body.append(
+                    [
+                        run.name,
+                        seed,
+                        origin["date"][:10],
+                        _machine(origin["machine"]),
+                        origin["code_hash"],
+                        f"{_accuracy(row):.2f}",
+                        "-" if row.get("train_eval_accuracy") is None else f"{100 * row['train_eval_accuracy']:.2f}",
+                        f"{row['eval_loss']:.3f}",
+                        f"{100 * row['eval_ece']:.2f}",
+                        used,
+                    ]
+                )
+    if not body:
+        return f"Not run yet: `python -m introspective_tf.tools.compare --config={REPLICATION}`."
+    header = ["run", "seed", "made", "machine", "training code", f"{_split(replicated)} accuracy %"]
+    return table([*header, "train accuracy %", "NLL", "ECE %", "counted by the comparison"], body)
+
+
 def teacher_free_table(groups: Groups) -> str:
     """Every line of a comparison that learns without a trained teacher (all but standard training, the
     teacher and the kd lines): its accuracy against standard training and the introspective line's
@@ -523,6 +569,7 @@ def blocks(studies: Studies) -> dict[str, str]:
         "soft-target-parts": soft_target_parts_table(groups),
         "teacher-free": teacher_free_table(groups),
         "self-targets": self_target_table(groups),
+        "replication": replication_table(studies[REPLICATION][1], comparison, groups),
         "regime": regime_table(
             {c: g for c, (_, g) in studies.items()}, {c: earlier_teacher_rows(s, g) for c, (s, g) in studies.items()}
         ),
