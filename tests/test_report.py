@@ -240,10 +240,10 @@ def test_replication_table_sets_every_row_of_a_replicated_run_and_seed_side_by_s
     lines = report.replication_table(replicated, comparison, [(runs[0], current)]).splitlines()
     assert lines[0].startswith("| run | seed | made | machine | training code | holdout accuracy % |")
     assert lines[2:] == [
-        "| pskd | 0 | 2026-11-26 | AMD, 2 cores, no GPU | older-code | 72.00 | 99.00 | 1.000 | 5.00 "
+        "| pskd | 0 | 2026-11-26 | AMD, 2 cores, no GPU | older-code | 72.00 | +2.00 | 99.00 | 1.000 | 5.00 "
         "| no (earlier code) |",
-        "| pskd | 0 | 2026-12-02 | Intel, 2 cores, no GPU | this-code | 70.00 | 99.00 | 1.000 | 5.00 | yes |",
-        "| pskd | 0 | 2026-12-03 | AMD, 2 cores, no GPU | this-code | 72.50 | 99.00 | 1.000 | 5.00 "
+        "| pskd | 0 | 2026-12-02 | Intel, 2 cores, no GPU | this-code | 70.00 | - | 99.00 | 1.000 | 5.00 | yes |",
+        "| pskd | 0 | 2026-12-03 | AMD, 2 cores, no GPU | this-code | 72.50 | +2.50 | 99.00 | 1.000 | 5.00 "
         "| no (the replication) |",
     ]  # seed 1 was not replicated
     assert report.replication_table([(runs[0], [])], comparison, [(runs[0], current)]).startswith("Not run yet")

@@ -437,6 +437,7 @@ def replication_table(replicated: Groups, comparison: Study, comparison_groups: 
                 and not any(row == kept for kept, _ in same)
             ]
             same += [(row, "no (the replication)") for row in rows if row["config"]["seed"] == seed]
+            counted_row = next((row for row, used in same if used == "yes"), None)
             for row, used in sorted(same, key=lambda pair: pair[0]["provenance"]["date"]):
                 origin = row["provenance"]
                 body.append(
@@ -447,6 +448,9 @@ def replication_table(replicated: Groups, comparison: Study, comparison_groups: 
                         _machine(origin["machine"]),
                         origin["code_hash"],
                         f"{_accuracy(row):.2f}",
+                        "-"
+                        if counted_row is None or used == "yes"
+                        else f"{_accuracy(row) - _accuracy(counted_row):+.2f}",
                         "-" if row.get("train_eval_accuracy") is None else f"{100 * row['train_eval_accuracy']:.2f}",
                         f"{row['eval_loss']:.3f}",
                         f"{100 * row['eval_ece']:.2f}",
@@ -456,7 +460,7 @@ def replication_table(replicated: Groups, comparison: Study, comparison_groups: 
     if not body:
         return f"Not run yet: `python -m introspective_tf.tools.compare --config={REPLICATION}`."
     header = ["run", "seed", "made", "machine", "training code", f"{_split(replicated)} accuracy %"]
-    return table([*header, "train accuracy %", "NLL", "ECE %", "counted by the comparison"], body)
+    return table([*header, "vs the counted row", "train accuracy %", "NLL", "ECE %", "counted by the comparison"], body)
 
 
 def teacher_free_table(groups: Groups) -> str:
