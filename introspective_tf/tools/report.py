@@ -414,27 +414,25 @@ def self_target_table(groups: Groups) -> str:
     return table([*header, *(f"vs {what} (per seed)" for _, what in SELF_TARGET_REFERENCES)], body)
 
 
+def _row_key(row: dict) -> tuple:
+    """What tells one run's row from another's in a data file: its line, seed and when it was made."""
+    return row.get("compare_run"), row["config"]["seed"], row["provenance"]["date"]
+
+
 def replication_table(replicated: Groups, comparison: Study, comparison_groups: Groups) -> str:
     """Every row of a (run, seed) that the replication study made again, from the comparison's data and its
     own, oldest first: which machine and code made each, what it scored, and whether the comparison counts it."""
-    counted = {id(row) for _, rows in comparison_groups for row in rows}
-    earlier = records.read(comparison.data_path)
+    counted = {_row_key(row) for _, rows in comparison_groups for row in rows}
+    made = records.read(comparison.data_path)
     body = []
     for run, rows in replicated:
         for seed in sorted({row["config"]["seed"] for row in rows}):
             same = [
-                (row, "yes" if id(row) in counted else "no (earlier code)")
-                for _, group in comparison_groups
-                for row in group
-                if row.get("compare_run") == run.name and row["config"]["seed"] == seed
-            ]
-            same += [
-                (row, "no (earlier code)")
-                for row in earlier
+                (row, "yes" if _row_key(row) in counted else "no (earlier code)")
+                for row in made
                 if row.get("compare_run") == run.name
                 and row["config"]["seed"] == seed
                 and row["config"].get("eval_split") == run.config.eval_split
-                and not any(row == kept for kept, _ in same)
             ]
             same += [(row, "no (the replication)") for row in rows if row["config"]["seed"] == seed]
             counted_row = next((row for row, used in same if used == "yes"), None)
