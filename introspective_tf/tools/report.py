@@ -378,18 +378,18 @@ SELF_TARGET_METHODS = ("pskd", "online_label_smoothing", "pskd_explained")
 
 def soft_target_parts_table(groups: Groups) -> str:
     """The paper's claim (i), measured: which part of a teacher's soft target helps. Each KD variant
-    against standard training and against full KD, seed by seed, with introspection beside them."""
+    against standard training, full KD and the teacher's true-class response alone (uniform non-GT: what
+    the constant-true-mass control takes the per-example variation from), seed by seed, with
+    introspection beside them."""
     by_name = {run.name: rows for run, rows in groups}
-    standard, kd = by_name.get("standard", []), by_name.get("kd", [])
+    references = [by_name.get(name, []) for name in ("standard", "kd", "kd_uniform_non_gt")]
     body = []
     for name, what in SOFT_TARGET_PARTS:
         rows = by_name.get(name, [])
-        cells = (
-            [mean_std_cell(rows, _accuracy), _versus(rows, standard), _versus(rows, kd)] if rows else ["not run yet"]
-        )
-        body.append([name, what, len(rows), *cells])
+        versus = [_versus(rows, reference) for reference in references]
+        body.append([name, what, len(rows), *([mean_std_cell(rows, _accuracy), *versus] if rows else ["not run yet"])])
     header = "run | what the student learns from | seeds | holdout accuracy % | vs standard (per seed)"
-    return table(f"{header} | vs full KD (per seed)", body)
+    return table(f"{header} | vs full KD (per seed) | vs uniform non-GT (per seed)", body)
 
 
 def self_target_table(groups: Groups) -> str:
