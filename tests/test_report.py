@@ -249,3 +249,54 @@ def test_replication_table_sets_every_row_of_a_replicated_run_and_seed_side_by_s
         "| no (the replication) |",
     ]  # seed 1 was not replicated
     assert report.replication_table([(runs[0], [])], comparison, [(runs[0], current)]).startswith("Not run yet")
+
+
+CHOICES = """seeds 10 11
+a --method=standard
+b --method=standard --weight_decay=1e-4
+c --method=standard --weight_decay=1e-3
+choose wd a b c
+"""
+
+
+def _scored(name, seed, accuracy, nll):
+    return {**_row(name, seed, accuracy), "eval_loss": nll, "eval_split": "validation"}
+
+
+def test_a_declared_choice_takes_the_best_mean_and_breaks_a_tie_under_a_tenth_of_a_point_by_nll(monkeypatch):
+    monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")
+    runs, _ = study.parse_config(CHOICES, "runs/x")
+    a, b, c = runs[0], runs[2], runs[4]
+    choices = study.read_choices(CHOICES)
+    assert choices == [study.Choice("wd", ("a", "b", "c"))]
+    groups = [
+        (a, [_scored("a", 10, 0.700, 1.10), _scored("a", 11, 0.710, 1.10)]),  # 70.50
+        (b, [_scored("b", 10, 0.706, 1.00), _scored("b", 11, 0.703, 1.00)]),  # 70.45: a tie, lower NLL
+        (c, [_scored("c", 10, 0.690, 0.90), _scored("c", 11, 0.690, 0.90)]),  # 69.00
+    ]
+    text = report.choice_table(groups, choices, [10, 11])
+    assert "| wd | b | 10, 11 | 70.45 ± 0.21 | 1.000 ± 0.000 | **chosen** (tie with a: lower NLL) |" in text
+    assert "| wd | a | 10, 11 | 70.50 ± 0.71 | 1.100 ± 0.000 | tie with b: higher NLL |" in text
+    assert "| wd | c | 10, 11 | 69.00 ± 0.00 | 0.900 ± 0.000 | -1.45 points |" in text
+    # 0.10 points is no longer a tie.
+    groups[1] = (b, [_scored("b", 10, 0.706, 1.00), _scored("b", 11, 0.702, 1.00)])  # 70.40
+    text = report.choice_table(groups, choices, [10, 11])
+    assert "| wd | a | 10, 11 | 70.50 ± 0.71 | 1.100 ± 0.000 | **chosen** |" in text
+    assert "| wd | b | 10, 11 | 70.40 ± 0.28 | 1.000 ± 0.000 | -0.10 points |" in text
+
+    # Beyond the tie, accuracy decides; with a seed missing the choice is not final.
+    groups[0] = (a, [_scored("a", 10, 0.720, 1.10), _scored("a", 11, 0.720, 1.10)])
+    groups[2] = (c, [_scored("c", 10, 0.690, 0.90)])
+    text = report.choice_table(groups, choices, [10, 11])
+    assert "| wd | a | 10, 11 | 72.00 ± 0.00 | 1.100 ± 0.000 | leads so far |" in text
+    assert "| wd | b | 10, 11 | 70.40 ± 0.28 | 1.000 ± 0.000 | -1.60 points |" in text
+    groups[2] = (c, [])
+    assert "| wd | c | - | not run | - | waiting for its seeds |" in report.choice_table(groups, choices, [10, 11])
+    assert report.choice_table(groups, [], [10, 11]) == ""
+
+
+def test_a_choice_must_name_two_run_lines_of_its_config():
+    with pytest.raises(ConfigError, match="line 5: choose names no run line called d"):
+        study.read_choices(CHOICES.replace("choose wd a b c", "choose wd a d"))
+    with pytest.raises(ConfigError, match="line 5: expected choose NAME LINE LINE"):
+        study.read_choices(CHOICES.replace("choose wd a b c", "choose wd a"))

@@ -23,6 +23,8 @@ from typing import Sequence
 
 from introspective_tf.tools.study import (
     TEACHER,
+    TIE_POINTS,
+    Choice,
     RunSpec,
     Study,
     Target,
@@ -210,6 +212,62 @@ TARGET_MASS_NOTES = (
 )
 
 
+CHOICE_NOTES = (
+    "The declared choices (the config's `choose` lines), applied to the rows above: among the lines each names, "
+    "the highest mean accuracy over the seeds; a difference under {tie} points is a tie, broken by the lower "
+    "mean NLL. A choice is final once every line it names has a row for every seed ({seeds}) made by the current "
+    "training code; until then the table shows which line leads so far."
+)
+
+
+def choice_table(groups: Groups, choices: Sequence[Choice], seeds: Sequence[int]) -> str:
+    """Each declared choice (`choose` lines) decided by its rule from the rows: per named line, its seeds,
+    mean accuracy and NLL, and what the rule makes of it ("" when the study declares no choice)."""
+    by_name = {run.name: rows for run, rows in groups}
+    split, body = _split(groups), []
+    for choice in choices:
+        means = {
+            name: (statistics.mean(map(_accuracy, rows)), statistics.mean(r["eval_loss"] for r in rows))
+            for name in choice.lines
+            if (rows := by_name.get(name))
+        }
+        final = all(
+            sorted(r["config"]["seed"] for r in rows) == sorted(seeds) and all(map(made_by_current_code, rows))
+            for rows in (by_name.get(name, []) for name in choice.lines)
+        )
+        best = max((accuracy for accuracy, _ in means.values()), default=None)
+        # On the means as the table shows them (two decimals), so a reader can check the rule by eye.
+        tied = [
+            name for name, (accuracy, _) in means.items() if round(round(best, 2) - round(accuracy, 2), 6) < TIE_POINTS
+        ]
+        chosen = min(tied, key=lambda name: means[name][1]) if tied else None
+        for name in choice.lines:
+            rows = by_name.get(name, [])
+            if name not in means:
+                body.append([choice.name, name, "-", "not run", "-", "waiting for its seeds"])
+                continue
+            accuracy, nll = means[name]
+            if name == chosen:
+                decision = "**chosen**" if final else "leads so far"
+                others = [other for other in tied if other != name]
+                decision += f" (tie with {', '.join(others)}: lower NLL)" if others else ""
+            elif name in tied:
+                decision = f"tie with {chosen}: higher NLL"
+            else:
+                decision = f"{accuracy - means[chosen][0]:+.2f} points"
+            body.append(
+                [
+                    choice.name,
+                    name,
+                    ", ".join(str(r["config"]["seed"]) + ("" if made_by_current_code(r) else "†") for r in rows),
+                    mean_std_cell(rows, "eval_accuracy", 100),
+                    mean_std_cell(rows, "eval_loss", digits=3),
+                    decision,
+                ]
+            )
+    return table(f"choice | run | seeds | {split} accuracy % | {split} NLL | by the rule", body) if body else ""
+
+
 def _budget(row: dict) -> str:
     """How a run was trained: model, steps, batch, data and optimiser."""
     c = row["config"]
@@ -247,8 +305,11 @@ def study_page(study: Study, groups: Groups) -> str:
     with open(study.config_path) as f:
         declared = read_declarations(f.read())
     target_mass = target_mass_table(groups)
+    choices = choice_table(groups, study.choices, study.seeds)
     blocks += [declared] if declared else []
     blocks += [markdown_table(groups)]
+    notes = CHOICE_NOTES.format(tie=TIE_POINTS, seeds=", ".join(map(str, study.seeds)))
+    blocks += [notes, choices] if choices else []
     blocks += [TARGET_MASS_NOTES, target_mass] if target_mass else []
     chart = os.path.relpath(study.chart_path, os.path.dirname(study.report_path) or ".")
     return "\n\n".join([*blocks, f"![accuracy, NLL and seconds per step]({chart})"]) + "\n"

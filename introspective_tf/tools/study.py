@@ -11,6 +11,7 @@ the same definitions, `training/run_flags.py`):
     judge   introspective                            # the lines the targets judge (README's verdict)
     target  standard 1.0                             # judged - reference >= 1.0 points ...
     target  best_of:label_smoothing,pskd 0 the best teacher-free regulariser   # ... or the best of several
+    choose  gradcam tau_0.01 tau_0.02                # a declared choice: the rule applied to these lines
     teacher --model=resnet32 --method=standard       # trained once; kd runs without --teacher use it
     standard --method=standard
     kd_full --method=kd --kd_target=full --alpha=0.9 --temperature=4
@@ -77,7 +78,7 @@ def _make_config(flags: dict[str, str], where: str) -> experiment.ExperimentConf
     return config
 
 
-SETTINGS = ("common", "seeds", "report", "data", "judge", "target")
+SETTINGS = ("common", "seeds", "report", "data", "judge", "target", "choose")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +110,35 @@ def read_verdict(text: str) -> tuple[list[str], list[Target]]:
                 ) from None
             targets.append(Target(tuple(reference.split(",")), margin, " ".join(tokens[3:])))
     return judged, targets
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """`choose NAME LINE LINE ...`: a sweep's declared choice among these run lines. The rule (report.py,
+    `choice_table`): the highest mean accuracy over the config's seeds; a difference under `TIE_POINTS`
+    is a tie, broken by the lower mean NLL. Declared before the runs, applied to whatever rows exist."""
+
+    name: str
+    lines: tuple[str, ...]
+
+
+TIE_POINTS = 0.1
+
+
+def read_choices(text: str) -> list[Choice]:
+    """The config's `choose` lines, each naming at least two of the config's run lines."""
+    parsed = [shlex.split(line, comments=True) for line in text.splitlines()]
+    run_lines = {tokens[0] for tokens in parsed if tokens and tokens[0] not in SETTINGS}
+    choices = []
+    for number, tokens in enumerate(parsed, 1):
+        if tokens[:1] != ["choose"]:
+            continue
+        if len(tokens) < 4:
+            raise ConfigError(f"line {number}: expected choose NAME LINE LINE ... (two run lines or more)")
+        if unknown := [t for t in tokens[2:] if t not in run_lines]:
+            raise ConfigError(f"line {number}: choose names no run line called {', '.join(unknown)}")
+        choices.append(Choice(tokens[1], tuple(tokens[2:])))
+    return choices
 
 
 def read_setting(text: str, key: str) -> str:
@@ -288,6 +318,8 @@ class Study:
     chart_path: str
     judged: list[str] = dataclasses.field(default_factory=list)
     targets: list[Target] = dataclasses.field(default_factory=list)
+    choices: list[Choice] = dataclasses.field(default_factory=list)
+    seeds: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -313,4 +345,7 @@ def load_study(
     data_path = data_path or read_setting(text, "data") or os.path.join(runs_dir, "runs.jsonl")
     runs, teacher = parse_config(text, runs_dir)
     judged, targets = read_verdict(text)
-    return Study(config_path, runs, teacher, data_path, report_path, chart_path, judged, targets)
+    seeds = sorted({run.config.seed for run in runs})
+    return Study(
+        config_path, runs, teacher, data_path, report_path, chart_path, judged, targets, read_choices(text), seeds
+    )
