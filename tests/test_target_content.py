@@ -294,12 +294,21 @@ def test_analyse_with_a_teacher_equal_to_the_introspective_target():
         assert result["mean_rank_correlation"][key] == pytest.approx(finite.mean() if finite.size else NAN, nan_ok=True)
     rows = np.arange(len(labels))
     assert result["intro_true_class_mass"] == pytest.approx(reference[rows, labels].mean(), rel=1e-5)
+    # A teacher whose target is q softens exactly the examples q softens.
+    assert result["true_class_mass_rank_correlation"] == pytest.approx(1.0)
     assert result["hparams"]["explanation_mode"] == "inference"
     assert result["hparams"]["similarity_temperature"] == 0.5
     assert result["images_per_class"] == [6, 6, 6, 6]
     # Batches of 10 (the last one padded) give the same numbers.
     batched = tc.analyse(backbone, lambda x: backbone(x), images, labels, hparams=hparams, batch_size=10)
     unbatched = tc.analyse(backbone, lambda x: backbone(x), images, labels, hparams=hparams, batch_size=len(images))
+    # The model as its own teacher: over the images, how q's true-class mass ranks against softmax(z / T)'s.
+    logits = backbone(images, training=False).numpy().astype(np.float64) / 4.0
+    own = np.exp(logits - logits.max(axis=1, keepdims=True))
+    own = own[rows, labels] / own.sum(axis=1)
+    ranks = [np.argsort(np.argsort(values)) for values in (reference[rows, labels], own)]  # continuous: no ties
+    expected = np.corrcoef(*ranks)[0, 1]
+    assert unbatched["true_class_mass_rank_correlation"] == pytest.approx(expected, abs=1e-4)
     for name in ("intro", "teacher", "confusion"):
         np.testing.assert_allclose(
             batched["matrices"][name], unbatched["matrices"][name], rtol=1e-5, atol=1e-7, equal_nan=True

@@ -277,6 +277,11 @@ def analyse(
         # How per-example each target is: the spread of the true-class mass over the images.
         "intro_true_class_mass_std": float(np.std(q_intro[np.arange(len(labels)), labels])),
         "teacher_true_class_mass_std": float(np.std(p_teacher[np.arange(len(labels)), labels])),
+        # Whether the two targets soften the same examples: the rank correlation over images of their true-class
+        # masses (KD's gain here rests on how the teacher's mass varies from image to image, docs/findings.md).
+        "true_class_mass_rank_correlation": spearman(
+            q_intro[np.arange(len(labels)), labels], p_teacher[np.arange(len(labels)), labels]
+        ),
         "method": method,
         "hparams": {k: v for k, v in hparams.items()},
         "teacher_temperature": float(teacher_temperature),
@@ -361,12 +366,18 @@ def _mass(result: dict, which: str) -> str:
     return f"{result[f'{which}_true_class_mass']:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
 
 
+def _signed(value: float | None) -> str:
+    """A correlation as +0.00, '-' where undefined or not measured (results made before it existed)."""
+    return "-" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+
+
 def models_summary(results: list[dict], shown: dict, measured: str) -> str:
     """What the introspective target carries against a teacher's soft targets, as the docs show it: a
     row per analysed model (this tool's JSON results), which images, `measured` (when and where, from
     the results' provenance), then the per-class table of `shown`."""
     header = "analysed model | images | its accuracy % | tau or mass | teacher | teacher accuracy % | "
     header += " | ".join(key.replace("_", " ") for key in PAIRS) + " | q's mass on y | teacher's mass on y (T)"
+    header += " | mass on y: rank corr. over images"
     body = [
         [
             _run_name(r["model_path"]),
@@ -378,6 +389,7 @@ def models_summary(results: list[dict], shown: dict, measured: str) -> str:
             *(f"{r['mean_rank_correlation'][key]:+.2f}" for key in PAIRS),
             _mass(r, "intro"),
             f"{_mass(r, 'teacher')} ({r['teacher_temperature']:g})",
+            _signed(r.get("true_class_mass_rank_correlation")),
         ]
         for r in results
     ]
@@ -392,6 +404,8 @@ def models_summary(results: list[dict], shown: dict, measured: str) -> str:
             if on_training_images
             else ""
         )
+        + "; last column: the Spearman correlation over the images of q's and the teacher's mass on the true class "
+        "(+1: both soften the same examples most; '-': measured before this column existed)"
         + f"; measured {measured}. Per class, for {_run_name(shown['model_path'])} "
         f"(teacher {_run_name(shown['teacher_path'])}):\n\n{markdown_table(shown)}"
         "\n![Class-mean non-GT distributions of both targets and the confusion matrix](figures/target_content.png)"
