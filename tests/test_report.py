@@ -133,6 +133,21 @@ def test_a_complete_comparison_says_plainly_how_many_targets_are_met_for_each_ju
         "(seeds per line: introspective 3, introspective_soft 3, standard 3, label_smoothing 3, pskd 3, kd 3): final."
     )
 
+    # A judged line still running leaves the others' verdicts final; its own says interim, or not measured.
+    groups[2] = (groups[2][0], groups[2][1][:1])
+    text = report.verdict(groups, judged, targets)
+    assert text.startswith("- **introspective: 1 of the 3 targets met, it falls short here.**")
+    assert "- **introspective_soft: so far 3 of the 3 targets measured (of 3) met; interim.**" in text
+    assert text.endswith(
+        "(seeds per line: introspective 3, introspective_soft 1, standard 3, label_smoothing 3, pskd 3, kd 3): final "
+        "for every judged line with 3 seeds; introspective_soft still waits for its seeds (interim)."
+    )
+    groups[2] = (groups[2][0], [])
+    text = report.verdict(groups, judged, targets)
+    assert text.startswith("- **introspective: 1 of the 3 targets met, it falls short here.**")
+    assert "- **introspective_soft: not measured yet** (no finished seed)." in text
+    assert text.endswith("introspective_soft still waits for its seeds (interim).")
+
 
 def test_regime_table_keeps_a_replaced_teacher_as_a_marked_row(monkeypatch):
     monkeypatch.setattr(study, "current_code_hash", lambda method: "this-code")

@@ -380,9 +380,13 @@ def verdict(groups: Groups, judged: Sequence[str], targets: Sequence[Target]) ->
     compared = [*measured, *(r for t in targets for r in t.references if r in accuracy)]
     seeds = {name: len(by_name[name]) for name in compared}  # in order of first mention
     every_reference = all(r in accuracy for t in targets for r in t.references)
-    complete = every_reference and len(measured) == len(judged) and min(seeds.values()) >= 3
+    # A judged line's verdict is final once it and every reference have their 3 seeds, whatever other
+    # judged lines still wait for theirs.
+    references_done = every_reference and all(seeds[r] >= 3 for t in targets for r in t.references)
+    waiting = [line for line in judged if len(by_name.get(line, ())) < 3]
     lines = []
     for line in measured:
+        complete = references_done and seeds[line] >= 3
         met, checks = [], []
         for target in targets:
             references = [r for r in target.references if r in accuracy]
@@ -405,9 +409,16 @@ def verdict(groups: Groups, judged: Sequence[str], targets: Sequence[Target]) ->
         else:
             summary = f"{line}: so far {sum(met)} of the {len(met)} targets measured (of {len(targets)}) met; interim"
         lines += [f"- **{summary}.**", *checks]
+    lines += [f"- **{line}: not measured yet** (no finished seed)." for line in judged if line not in accuracy]
     counts = ", ".join(f"{name} {n}" for name, n in seeds.items())
-    if complete:
+    if references_done and not waiting:
         lines.append(f"- Means over the seeds of every line the targets compare (seeds per line: {counts}): final.")
+    elif references_done:
+        lines.append(
+            f"- Means over the seeds finished so far (seeds per line: {counts}): final for every judged line with "
+            f"3 seeds; {', '.join(waiting)} still "
+            f"{'waits' if len(waiting) == 1 else 'wait'} for {'its' if len(waiting) == 1 else 'their'} seeds (interim)."
+        )
     else:
         lines.append(
             f"- Means over the seeds finished so far (seeds per line: {counts}); the comparison is not complete yet "
