@@ -312,6 +312,11 @@ def _as_float_array(values) -> np.ndarray:
     return np.array(values, dtype=np.float64)
 
 
+def _signed(value: float | None) -> str:
+    """A correlation as +0.00, '-' where undefined or not measured (results made before it existed)."""
+    return "-" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+
+
 def markdown_table(result: dict) -> str:
     """One row per class: its three rank correlations and the wrong class intro and teacher rank
     first; then the means over classes. Takes `analyse`'s result or the JSON file's content."""
@@ -321,14 +326,13 @@ def markdown_table(result: dict) -> str:
     for which in ("intro", "teacher"):
         matrix = _as_float_array(result["matrices"][which])
         top[which] = ["-" if not np.isfinite(row).any() else names[int(np.nanargmax(row))] for row in matrix]
-    number = lambda v: "-" if v is None or not np.isfinite(v) else f"{v:+.2f}"  # noqa: E731
     header = ["class", "rank corr. intro vs teacher", "intro vs confusion", "teacher vs confusion"]
     header += ["top wrong class (intro)", "top wrong class (teacher)"]
     body = [
-        [name, *(number(float(correlations[key][y])) for key in PAIRS), top["intro"][y], top["teacher"][y]]
+        [name, *(_signed(float(correlations[key][y])) for key in PAIRS), top["intro"][y], top["teacher"][y]]
         for y, name in enumerate(names)
     ]
-    means = [number(float(_as_float_array(result["mean_rank_correlation"][key]))) for key in PAIRS]
+    means = [_signed(float(_as_float_array(result["mean_rank_correlation"][key]))) for key in PAIRS]
     body.append(["**mean**", *means, "", ""])
     return tables.table(header, body) + "\n"
 
@@ -364,11 +368,6 @@ def _mass(result: dict, which: str) -> str:
     """Mean true-class mass over the images, ± its spread over them where measured."""
     spread = result.get(f"{which}_true_class_mass_std")
     return f"{result[f'{which}_true_class_mass']:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
-
-
-def _signed(value: float | None) -> str:
-    """A correlation as +0.00, '-' where undefined or not measured (results made before it existed)."""
-    return "-" if value is None or not np.isfinite(value) else f"{value:+.2f}"
 
 
 def models_summary(results: list[dict], shown: dict, measured: str) -> str:
