@@ -117,10 +117,7 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
         results = json.loads((runs_dir / f"{name}-seed0" / "results.json").read_text())
         assert results["compare_run"] == name and 0.0 <= results["eval_accuracy"] <= 1.0
     markdown = report.read_text()
-    assert (
-        "| kd | kd | small_cnn | `--kd_target=full --alpha=0.9 --temperature=4` | 0 |"
-        in markdown
-    )
+    assert "| kd | kd | small_cnn | `--kd_target=full --alpha=0.9 --temperature=4` | 0 |" in markdown
     assert "not run" not in markdown and "validation split (100 images held out" in markdown
     assert (tmp_path / "docs" / "results.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -130,9 +127,7 @@ def test_a_short_real_comparison_trains_reuses_and_reports(tmp_path, mini_datase
     status = {line.split(" seed")[0].split("] ")[1]: line.split(": ")[1] for line in _lines(capsys.readouterr().out)}
     assert status.pop("label_smoothing") == "training"
     data = runs_dir / "runs.jsonl"
-    assert status == {
-        name: f"reusing a row of {data}" for name in ("teacher", "kd")
-    }
+    assert status == {name: f"reusing a row of {data}" for name in ("teacher", "kd")}
     assert (
         json.loads((runs_dir / "label_smoothing-seed0" / "results.json").read_text())["config"]["hparams"]["smoothing"]
         == 0.2
